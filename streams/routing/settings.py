@@ -1,0 +1,90 @@
+"""Configuration of the routing brain (the ``routing:`` section of weave-router.yaml).
+
+A route selects requests by their features (``match``, first match wins, a route with an empty match
+is the default) and names the policy pattern that picks the model. Match values are a scalar
+(equality), a list (membership) or a mapping of operators ``{gt, gte, lt, lte, ne, in, not_in}``,
+keyed by any field of ``Features.to_dict()`` (e.g. ``client``, ``task``, ``stage``, ``input_tokens``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PatternName = Literal["rules", "classifier", "cascade", "failover", "parallel", "bandit", "fixed"]
+
+
+class BanditSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(1.0, description="reward weight of success")
+    beta: float = Field(1.0, description="reward weight of cost in USD")
+    exploration: Literal["thompson", "ucb"] = "thompson"
+    sigma: float = Field(0.95, ge=0.0, le=1.0, description="confidence threshold; below it use the default")
+    seed: int | None = None
+
+
+class RuleSettings(BaseModel):
+    """One rule of the ``rules`` pattern: when the features match, use ``model`` (or the cheapest of ``tier``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    tier: str | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> RuleSettings:
+        if not self.model and not self.tier:
+            raise ValueError("a rule needs a model or a tier")
+        return self
+
+
+class RouteSettings(BaseModel):
+    """One route: a match on features and the policy pattern that picks the model.
+
+    Pattern-specific fields: ``rules`` (rules), ``task_map`` (classifier: task type -> model name or
+    tier, key ``default`` for the rest), ``models`` (cascade: cheapest first; failover: in order;
+    parallel: the N candidates; bandit: the arms; fixed: the one model), ``min_confidence`` (classifier
+    and cascade: below it use the stronger choice), ``parallel_n`` (parallel).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    match: dict[str, Any] = Field(default_factory=dict)
+    pattern: PatternName = "bandit"
+    models: list[str] = Field(default_factory=list)
+    tier: str | None = None
+    prompt_version: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    rules: list[RuleSettings] = Field(default_factory=list)
+    task_map: dict[str, str] = Field(default_factory=dict)
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    parallel_n: int = Field(2, ge=1, le=8)
+
+
+class RoutingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auto_models: list[str] = Field(default_factory=lambda: ["router/auto"])
+    default_model: str | None = Field(None, description="frontier default used below the confidence threshold")
+    classifier: Literal["rules", "embedding"] = "rules"
+    bandit: BanditSettings = Field(default_factory=BanditSettings)
+    routes: list[RouteSettings] = Field(default_factory=list)
+    decision_cache_ttl_s: float = 30.0
+    session_ttl_s: float = 3600.0
+    canary: dict[str, Any] = Field(default_factory=dict)
+    shadow: dict[str, Any] = Field(default_factory=dict)
+    # Added by the routing brain.
+    decision_cache_size: int = Field(10_000, ge=0, description="0 disables the decision cache")
+    max_sessions: int = Field(100_000, gt=0, description="sessions kept (LRU) before the oldest is dropped")
+    sticky_sessions: bool = Field(True, description="a session keeps its model until a safe, paying switch")
+    expected_remaining_requests: float = Field(
+        0.0, ge=0.0, description="requests a session is expected to still make; 0: as many as it made so far"
+    )
+    expected_output_tokens: int = Field(1000, ge=0, description="output size assumed when pricing a request")
+    embedding_labels: str | None = Field(
+        None, description="JSONL of {text, label} to train the embedding classifier (default: built-in set)"
+    )
