@@ -1,0 +1,402 @@
+"""The simulator's HTTP application: the three LLM APIs plus a small ``/sim`` control surface.
+
+Routes
+  POST /v1/chat/completions, /v1/responses, /v1/messages (``?beta=true`` too), /v1/messages/count_tokens
+  GET  /v1/models (OpenAI shape, or Anthropic's when the request has ``anthropic-version``), /health, HEAD /
+  GET/POST/DELETE /sim/faults, GET/POST /sim/skill, GET /sim/outcome, GET/DELETE /sim/stats
+
+Per-request headers: ``x-sim-script`` (JSON script), ``x-sim-task`` (task id: the final answer says
+TESTS PASSED / TESTS FAILED per ``solves``), ``x-sim-fault`` (a fault for this request only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from streams.providers.sim import wire_anthropic, wire_openai_chat, wire_openai_responses
+from streams.providers.sim.behaviour import Behaviour, Plan, SimRequest
+from streams.providers.sim.config import SimConfig
+from streams.providers.sim.faults import FaultBook, FaultError, FaultSpec, parse_fault_header
+from streams.providers.sim.sse import Frame, dumps, new_id
+from streams.providers.sim.usage import PromptCache, Usage
+
+_decode = msgspec.json.Decoder().decode
+_JSON = "application/json"
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+# Events sent before time-to-first-token elapses (Anthropic and Responses announce the message at once;
+# Chat Completions' role chunk travels with the first token).
+_PREAMBLE = {wire_anthropic.DIALECT: 2, wire_openai_responses.DIALECT: 2, wire_openai_chat.DIALECT: 0}
+
+
+@dataclass
+class Stats:
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)  # model -> dialect -> count
+    by_dialect: dict[str, int] = field(default_factory=dict)
+    streams: int = 0
+    total: int = 0
+
+    def count(self, model: str, dialect: str, stream: bool) -> None:
+        per_model = self.requests.setdefault(model, {})
+        per_model[dialect] = per_model.get(dialect, 0) + 1
+        self.by_dialect[dialect] = self.by_dialect.get(dialect, 0) + 1
+        self.total += 1
+        self.streams += stream
+
+
+class SimState:
+    """Everything one simulator instance owns (no module globals: several can run side by side)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.behaviour = Behaviour(config)
+        self.faults = FaultBook(config.faults, seed=config.seed)
+        self.cache = PromptCache()
+        self.stats = Stats()
+
+
+# -- responses --------------------------------------------------------------------------------------------
+def _error(wire: ModuleType, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(wire.error_body(status, message)), status_code=status, media_type=_JSON, headers=headers)
+
+
+class _SseStream:
+    """SSE body sent event by event (one write per event), paced by ttft and tokens/s, with the stream
+    faults applied. A plain ASGI callable: an aborted stream must close the socket mid-body, which
+    Starlette's StreamingResponse cannot do without logging a traceback."""
+
+    def __init__(
+        self,
+        frames: list[Frame],
+        *,
+        preamble: int,
+        started: float,
+        ttft_s: float,
+        tokens_per_s: float,
+        malformed: bytes | None,
+        disconnect_after: int | None,
+        malformed_after: int | None,
+    ) -> None:
+        self.frames = frames
+        self.preamble = preamble
+        self.started = started
+        self.ttft_s = ttft_s
+        self.tokens_per_s = tokens_per_s
+        self.malformed = malformed
+        self.disconnect_after = disconnect_after
+        self.malformed_after = malformed_after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*_SSE_HEADERS, (b"x-request-id", new_id("req_").encode())],
+                }
+            )
+            first_token_at: float | None = None
+            tokens_sent = 0
+            for i, (data, tokens) in enumerate(self.frames):
+                if i == self.disconnect_after:
+                    return  # response left incomplete: the server closes the connection mid-stream
+                if i == self.malformed_after and self.malformed is not None:
+                    await send({"type": "http.response.body", "body": self.malformed, "more_body": True})
+                if i == self.preamble and self.ttft_s > 0:
+                    delay = self.started + self.ttft_s - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                if tokens:
+                    if first_token_at is None:
+                        first_token_at = time.monotonic()
+                    elif self.tokens_per_s > 0:
+                        delay = first_token_at + tokens_sent / self.tokens_per_s - time.monotonic()
+                        if delay > 0.0005:
+                            await asyncio.sleep(delay)
+                    tokens_sent += tokens
+                if gone.is_set():
+                    return
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+
+
+class _TruncatedBody:
+    """A JSON response that stops halfway: the connection closes before Content-Length is reached."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+async def _hang(request: Request, seconds: float) -> None:
+    """Sleep like a stuck upstream, but stop as soon as the client gives up."""
+    gone = asyncio.Event()
+    watcher = asyncio.ensure_future(_watch_disconnect(request.receive, gone))
+    try:
+        await asyncio.wait_for(gone.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+    finally:
+        watcher.cancel()
+
+
+# -- the API handlers ---------------------------------------------------------------------------------------
+def _has_key(request: Request) -> bool:
+    if request.headers.get("x-api-key"):
+        return True
+    auth = request.headers.get("authorization", "")
+    return auth[:7].lower() == "bearer " and bool(auth[7:].strip())
+
+
+class _Api:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    async def chat(self, request: Request) -> Any:
+        return await self._complete(request, wire_openai_chat)
+
+    async def responses(self, request: Request) -> Any:
+        return await self._complete(request, wire_openai_responses)
+
+    async def messages(self, request: Request) -> Any:
+        return await self._complete(request, wire_anthropic)
+
+    async def count_tokens(self, request: Request) -> Response:
+        if self.state.config.require_auth and not _has_key(request):
+            return _error(wire_anthropic, 401, "x-api-key header is required")
+        raw = await request.body()
+        try:
+            body = _decode(raw)
+            if not isinstance(body, dict):
+                raise wire_anthropic.WireError("the request body must be a JSON object")
+            wire_anthropic.parse(body, count_only=True)
+        except (msgspec.DecodeError, wire_anthropic.WireError) as exc:
+            return _error(wire_anthropic, 400, str(exc))
+        return Response(dumps({"input_tokens": wire_anthropic.input_tokens(len(raw))}), media_type=_JSON)
+
+    async def _complete(self, request: Request, wire: ModuleType) -> Any:
+        started = time.monotonic()
+        state, config = self.state, self.state.config
+        if config.require_auth and not _has_key(request):
+            message = (
+                "x-api-key header is required"
+                if wire is wire_anthropic
+                else "You didn't provide an API key (Authorization: Bearer <key>)."
+            )
+            return _error(wire, 401, message)
+        raw = await request.body()
+        try:
+            body = _decode(raw)
+            if not isinstance(body, dict):
+                raise wire.WireError("the request body must be a JSON object")
+            req: SimRequest = wire.parse(body)
+        except (msgspec.DecodeError, wire.WireError) as exc:
+            return _error(wire, 400, f"invalid request: {exc}")
+        if config.strict_models and req.model not in state.behaviour.skills:
+            return _error(wire, 404, f"model {req.model!r} not found")
+        state.stats.count(req.model, wire.DIALECT, req.stream)
+
+        headers = request.headers
+        fault: FaultSpec | None
+        try:
+            header_fault = headers.get("x-sim-fault")
+            fault = parse_fault_header(header_fault) if header_fault else state.faults.pick(req.model, wire.DIALECT)
+            script = _decode(headers["x-sim-script"]) if "x-sim-script" in headers else None
+            if script is not None and not isinstance(script, dict):
+                raise FaultError("x-sim-script must be a JSON object")
+        except (FaultError, msgspec.DecodeError) as exc:
+            return _error(wire, 400, str(exc))
+        if fault is not None:
+            state.faults.record(fault)
+            if fault.kind == "error":
+                return _error(wire, fault.status, f"simulated upstream error ({fault.status})")
+            if fault.kind == "rate_limit":
+                wait = fault.retry_after
+                return _error(
+                    wire,
+                    429,
+                    "simulated rate limit: please retry later",
+                    {"retry-after": f"{wait:g}", "retry-after-ms": str(int(wait * 1000))},
+                )
+            if fault.kind == "timeout":
+                await _hang(request, fault.seconds if fault.seconds is not None else config.hang_s)
+
+        plan: Plan = state.behaviour.plan(req, script, headers.get("x-sim-task"))
+        use: Usage = wire.usage(body, raw, plan, state.cache)
+        tokens_per_s = fault.tokens_per_s if fault is not None and fault.kind == "slow" else config.tokens_per_s
+        if req.stream:
+            return _SseStream(
+                _frames(wire, plan, req, use, body, config.chunk_tokens),
+                preamble=_PREAMBLE[wire.DIALECT],
+                started=started,
+                ttft_s=config.ttft_ms / 1000.0,
+                tokens_per_s=tokens_per_s,
+                malformed=wire.MALFORMED,
+                disconnect_after=fault.after_chunks if fault is not None and fault.kind == "disconnect" else None,
+                malformed_after=fault.after_chunks if fault is not None and fault.kind == "malformed" else None,
+            )
+        delay = config.ttft_ms / 1000.0 + (plan.output_tokens / tokens_per_s if tokens_per_s > 0 else 0.0)
+        delay -= time.monotonic() - started
+        if delay > 0:
+            await asyncio.sleep(delay)
+        payload = dumps(_render(wire, plan, req, use, body))
+        if fault is not None and fault.kind == "disconnect":
+            return _TruncatedBody(payload)
+        if fault is not None and fault.kind == "malformed":
+            return Response(payload[: len(payload) // 2], media_type=_JSON)
+        return Response(payload, media_type=_JSON)
+
+    # -- models, health --------------------------------------------------------------------------------------
+    async def models(self, request: Request) -> Response:
+        names = sorted(self.state.behaviour.skills)
+        if "anthropic-version" in request.headers:
+            data = [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"} for n in names]
+            return JSONResponse(
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": names[0] if names else None,
+                    "last_id": names[-1] if names else None,
+                }
+            )
+        listing: list[dict[str, Any]] = [
+            {"id": n, "object": "model", "created": 1735689600, "owned_by": "weave-sim"} for n in names
+        ]
+        return JSONResponse({"object": "list", "data": listing})
+
+
+def _frames(wire: ModuleType, plan: Plan, req: SimRequest, use: Usage, body: dict[str, Any], size: int) -> list[Frame]:
+    if wire is wire_anthropic:
+        return wire_anthropic.stream(plan, req, use, size)
+    return wire.stream(plan, req, use, body, size)  # type: ignore[no-any-return]
+
+
+def _render(wire: ModuleType, plan: Plan, req: SimRequest, use: Usage, body: dict[str, Any]) -> dict[str, Any]:
+    if wire is wire_openai_responses:
+        return wire_openai_responses.render(plan, req, use, body)
+    return wire.render(plan, req, use)  # type: ignore[no-any-return]
+
+
+# -- control surface ---------------------------------------------------------------------------------------
+class _Control:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    async def faults(self, request: Request) -> Response:
+        book = self.state.faults
+        if request.method == "DELETE":
+            cleared = len(book.active())
+            book.clear()
+            return JSONResponse({"cleared": cleared})
+        if request.method == "POST":
+            try:
+                data = await request.json()
+                items = data if isinstance(data, list) else [data]
+                specs = [FaultSpec.from_dict(item) for item in items]
+            except (ValueError, FaultError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            for spec in specs:
+                book.add(spec)
+        return JSONResponse({"faults": [f.to_dict() for f in book.active()]})
+
+    async def skill(self, request: Request) -> Response:
+        behaviour = self.state.behaviour
+        if request.method == "POST":
+            try:
+                data = await request.json()
+                behaviour.set_skill(str(data["model"]), float(data["skill"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                return JSONResponse({"error": f"expected {{'model': str, 'skill': 0..1}}: {exc}"}, status_code=400)
+            return JSONResponse({"model": data["model"], "skill": behaviour.skill_of(str(data["model"]))})
+        return JSONResponse({"models": behaviour.skills, "default_skill": self.state.config.default_skill})
+
+    async def outcome(self, request: Request) -> Response:
+        model, task = request.query_params.get("model"), request.query_params.get("task")
+        if not model or not task:
+            return JSONResponse({"error": "query parameters 'model' and 'task' are required"}, status_code=400)
+        behaviour = self.state.behaviour
+        return JSONResponse(
+            {
+                "model": model,
+                "task": task,
+                "skill": behaviour.skill_of(model),
+                "success": behaviour.outcome(model, task),
+            }
+        )
+
+    async def stats(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.state.stats = Stats()
+            self.state.faults.injected.clear()
+            return JSONResponse({"reset": True})
+        s = self.state.stats
+        return JSONResponse(
+            {
+                "total": s.total,
+                "streams": s.streams,
+                "requests": s.requests,
+                "by_dialect": s.by_dialect,
+                "faults_injected": self.state.faults.injected,
+            }
+        )
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _root(request: Request) -> Response:
+    # Claude Code probes with HEAD / before its first request.
+    return JSONResponse({"name": "weave-router simulated provider"})
+
+
+def create_sim_app(settings: SimConfig | None = None) -> Starlette:
+    """The simulator as an ASGI app; ``app.state.sim`` is its ``SimState`` (for in-process control)."""
+    state = SimState(settings or SimConfig())
+    api, control = _Api(state), _Control(state)
+    routes = [
+        Route("/v1/chat/completions", api.chat, methods=["POST"]),
+        Route("/v1/responses", api.responses, methods=["POST"]),
+        Route("/v1/messages", api.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", api.count_tokens, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/health", _health, methods=["GET"]),
+        Route("/", _root, methods=["GET", "HEAD"]),
+        Route("/sim/faults", control.faults, methods=["GET", "POST", "DELETE"]),
+        Route("/sim/skill", control.skill, methods=["GET", "POST"]),
+        Route("/sim/outcome", control.outcome, methods=["GET"]),
+        Route("/sim/stats", control.stats, methods=["GET", "DELETE"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.sim = state
+    return app

@@ -1,0 +1,353 @@
+"""What a simulated model "does" with a request, independently of the wire dialect.
+
+Each wire module turns its request body into a ``SimRequest``; ``Behaviour.plan`` decides the reply
+(thinking, text, tool calls, stop reason) and each wire module renders that ``Plan`` in its own format.
+Everything is a pure function of (model, request, script, skill), so the same conversation gets the
+same answer in every dialect: the gateway's conformance tests can compare them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from streams.providers.sim.config import SimConfig
+
+StopKind = Literal["end", "tool_use", "max_tokens"]
+ToolChoice = str  # "auto" | "none" | "required" | "tool:<name>"
+
+PASS_MARKER = "TESTS PASSED"
+FAIL_MARKER = "TESTS FAILED"
+
+# A coding-flavoured vocabulary: replies read like an agent's status text, not lorem ipsum.
+_VOCABULARY = """the function module test tests change file code update refactor handler request response parser
+    config value error fix patch import class method return argument call loop cache index query
+    helper case branch check type string list dict field schema router stream event token model
+    input output result state session path line commit build run pass fail suite assert mock fixture
+    async await client server timeout retry limit budget metric trace log debug edge first next then
+    now also so we it this that which should will can may must simple small clean safe"""
+_WORDS: tuple[str, ...] = tuple(_VOCABULARY.split())
+_CACHE_LIMIT = 4096
+
+
+def _digest(*parts: str) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return int.from_bytes(h.digest(), "big")
+
+
+def _unit(*parts: str) -> float:
+    """A stable pseudo-uniform number in [0, 1) for the given strings."""
+    return _digest(*parts) / 2.0**64
+
+
+def solves(model: str, task_key: str, skill: float) -> bool:
+    """Would ``model`` with this ``skill`` solve task ``task_key``? Stable for a (model, task).
+
+    The draw mixes a per-task difficulty shared by every model with a per-(model, task) term, then maps
+    the sum back to a uniform number: P(success) equals ``skill``, a stronger model tends to solve the
+    tasks a weaker one solves (hard tasks are hard for everyone), and raising a model's skill only ever
+    turns failures into successes.
+    """
+    s = _unit("task", task_key) + _unit("model-task", model, task_key)  # triangular on [0, 2)
+    u = s * s / 2.0 if s <= 1.0 else 1.0 - (2.0 - s) ** 2 / 2.0  # its CDF: uniform on [0, 1)
+    return u < skill
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    name: str
+    schema: dict[str, Any]
+
+
+@dataclass(slots=True)
+class SimRequest:
+    """The dialect-independent facts the behaviour needs."""
+
+    dialect: str
+    model: str
+    stream: bool = False
+    last_user_text: str = ""
+    after_tool_result: bool = False
+    tool_result_text: str = ""
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_allowed: bool = True
+    max_tokens: int | None = None
+    thinking: bool = False
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str  # stable hex; each dialect adds its own prefix
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(slots=True)
+class Plan:
+    thinking: list[str]
+    text: list[str]  # output tokens, concatenated to form the text
+    tool_calls: list[ToolCall]
+    stop: StopKind
+    output_tokens: int
+
+    @property
+    def text_str(self) -> str:
+        return "".join(self.text)
+
+    @property
+    def thinking_str(self) -> str:
+        return "".join(self.thinking)
+
+
+def arg_tokens(arguments: str) -> int:
+    return max(1, (len(arguments) + 3) // 4)
+
+
+def _sentence_tokens(rng: random.Random, n: int) -> list[str]:
+    """``n`` word tokens forming capitalised sentences; each token carries its leading space."""
+    out: list[str] = []
+    until_stop = rng.randint(6, 14)
+    start = True
+    for i in range(n):
+        w = rng.choice(_WORDS)
+        if start:
+            w = w.capitalize()
+            start = False
+        until_stop -= 1
+        if until_stop == 0 or i == n - 1:
+            w += "."
+            until_stop = rng.randint(6, 14)
+            start = True
+        out.append(w if i == 0 else " " + w)
+    return out
+
+
+def _words(text: str, limit: int) -> list[str]:
+    words = [w for w in "".join(c if c.isalnum() else " " for c in text[-400:]).split() if len(w) > 2]
+    return words[-limit:]
+
+
+class Behaviour:
+    """Plans replies for one simulator; holds the live skill table (drift) and a small reply cache."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.skills: dict[str, float] = dict(config.models)
+        self._text_cache: dict[tuple[str, str, str, int], list[str]] = {}
+
+    # -- skill -------------------------------------------------------------------------------------
+    def skill_of(self, model: str) -> float:
+        return self.skills.get(model, self.config.default_skill)
+
+    def set_skill(self, model: str, skill: float) -> None:
+        if not 0.0 <= skill <= 1.0:
+            raise ValueError("skill must be in [0, 1]")
+        self.skills[model] = skill
+
+    def outcome(self, model: str, task: str) -> bool:
+        return solves(model, task, self.skill_of(model))
+
+    # -- planning ----------------------------------------------------------------------------------
+    def plan(self, req: SimRequest, script: dict[str, Any] | None = None, task: str | None = None) -> Plan:
+        script = script if script is not None else self.config.script
+
+        def rng() -> random.Random:  # built only when needed: the plain-text path stays cheap
+            return random.Random(_digest("plan", req.model, req.last_user_text, req.tool_result_text))
+
+        thinking = self._thinking(req, rng()) if req.thinking and self.config.thinking else []
+
+        calls: list[ToolCall] = []
+        wants_tools = (
+            bool(req.tools or (script and script.get("tool_calls")))
+            and not req.after_tool_result
+            and req.tool_choice != "none"
+            and not (script is not None and script.get("tool_calls") == [])
+        )
+        if wants_tools:
+            calls = self._tool_calls(req, script, rng())
+
+        scripted_text = script.get("text") if script else None
+        if calls:
+            if isinstance(scripted_text, str):
+                text = _split_text(scripted_text)
+            elif self.config.tool_preamble:
+                text = _split_text(f"I'll use {calls[0].name} to look into this.")
+            else:
+                text = []
+            out = len(thinking) + len(text) + sum(arg_tokens(c.arguments) for c in calls)
+            return Plan(thinking, text, calls, "tool_use", out)
+
+        if isinstance(scripted_text, str):
+            text = _split_text(scripted_text)
+        else:
+            n = int(script.get("reply_tokens", 0)) if script else 0
+            text = self._reply(req, n or self.config.reply_tokens)
+        if task is not None:
+            marker = PASS_MARKER if self.outcome(req.model, task) else FAIL_MARKER
+            # First, so that a max_tokens cut never hides the verdict.
+            text = [marker + "."] + ([" " + text[0].lstrip()] + text[1:] if text else [])
+        stop: StopKind = "end"
+        budget = req.max_tokens
+        if budget is not None and len(thinking) + len(text) > budget:
+            keep = max(0, budget - len(thinking))
+            thinking, text = thinking[:budget], text[:keep]
+            stop = "max_tokens"
+        return Plan(thinking, text, [], stop, len(thinking) + len(text))
+
+    def _reply(self, req: SimRequest, target: int) -> list[str]:
+        key = (req.model, req.last_user_text, req.tool_result_text, target)
+        cached = self._text_cache.get(key)
+        if cached is not None:
+            return cached
+        rng = random.Random(_digest("text", *key[:3], str(target)))
+        n = max(1, round(target * (0.75 + 0.5 * rng.random())))
+        topic = _words(req.last_user_text, 3)
+        lead = "Done: checked the tool output." if req.after_tool_result else "Looking at " + " ".join(topic) + "."
+        lead_tokens = _split_text(lead) if (topic or req.after_tool_result) else []
+        body = _sentence_tokens(rng, max(1, n - len(lead_tokens)))
+        tokens = lead_tokens + ([" " + body[0]] + body[1:] if lead_tokens else body)
+        if len(self._text_cache) >= _CACHE_LIMIT:
+            self._text_cache.clear()
+        self._text_cache[key] = tokens
+        return tokens
+
+    def _thinking(self, req: SimRequest, rng: random.Random) -> list[str]:
+        return _split_text("Let me think about the request.") + [" " + w for w in _sentence_tokens(rng, 10)]
+
+    def _tool_calls(self, req: SimRequest, script: dict[str, Any] | None, rng: random.Random) -> list[ToolCall]:
+        scripted = list(script.get("tool_calls") or []) if script else []
+        if script is not None and "parallel" in script:
+            parallel = bool(script["parallel"])
+        else:
+            rate = self.config.parallel_rate
+            parallel = len(scripted) > 1 or (rate > 0 and bool(req.tools) and rng.random() < rate)
+        parallel = parallel and req.parallel_allowed
+        calls = [self._call(req, i, str(c["name"]), c.get("arguments", {})) for i, c in enumerate(scripted)]
+        if not calls:
+            tool = self._choose_tool(req, rng)
+            calls.append(self._call(req, 0, tool.name, _value_for(tool.schema, "", rng, 0)))
+        if parallel and len(calls) == 1 and req.tools:
+            # "parallel" with one call: add a second one, on another tool when there is one.
+            others = [t for t in req.tools if t.name != calls[0].name] or list(req.tools)
+            extra = rng.choice(others)
+            calls.append(self._call(req, 1, extra.name, _value_for(extra.schema, "", rng, 0)))
+        return calls if parallel else calls[:1]
+
+    @staticmethod
+    def _call(req: SimRequest, index: int, name: str, arguments: Any) -> ToolCall:
+        if not isinstance(arguments, dict | str):
+            arguments = {}
+        call_id = f"{_digest('call', req.model, req.last_user_text, str(index), name):016x}"
+        return ToolCall(call_id, name, _dump_args(arguments))
+
+    def _choose_tool(self, req: SimRequest, rng: random.Random) -> ToolSpec:
+        if req.tool_choice.startswith("tool:"):
+            name = req.tool_choice[5:]
+            for t in req.tools:
+                if t.name == name:
+                    return t
+        by_name = {t.name: t for t in req.tools}
+        for name in self.config.preferred_tools:
+            if name in by_name:
+                return by_name[name]
+        return rng.choice(req.tools)
+
+
+def _split_text(text: str) -> list[str]:
+    """Split a text into word tokens that concatenate back to exactly ``text``."""
+    if not text:
+        return []
+    out: list[str] = []
+    start = 0
+    for i in range(1, len(text)):
+        if text[i] == " " and text[i - 1] != " ":
+            out.append(text[start:i])
+            start = i
+    out.append(text[start:])
+    return out
+
+
+def _dump_args(args: Any) -> str:
+    return args if isinstance(args, str) else json.dumps(args, separators=(",", ":"))
+
+
+# -- arguments from a JSON schema ---------------------------------------------------------------------
+_STRING_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("command", "cmd", "shell"), ("ls -la", "pytest -q", "git status", "cat README.md")),
+    (("file_path", "filepath", "path", "file", "filename", "notebook_path"), ("README.md", "src/main.py")),
+    (("dir", "directory", "cwd", "workdir"), (".",)),
+    (("pattern", "glob", "regex"), ("TODO", "**/*.py")),
+    (("url", "uri", "link"), ("https://example.com/docs",)),
+    (("city", "location", "place"), ("Paris", "Berlin", "Tokyo")),
+    (("email",), ("dev@example.com",)),
+)
+
+
+def _string_for(name: str, schema: dict[str, Any], rng: random.Random) -> str:
+    lname = name.lower()
+    fmt = schema.get("format")
+    if fmt in ("uri", "url"):
+        return "https://example.com/docs"
+    if fmt == "date-time":
+        return "2025-01-01T00:00:00Z"
+    if fmt == "date":
+        return "2025-01-01"
+    for keys, values in _STRING_HINTS:
+        if lname in keys or any(lname.endswith("_" + k) for k in keys):
+            return rng.choice(values)
+    n = 2 if lname in ("name", "title", "id", "key") else 4
+    return " ".join(rng.choice(_WORDS) for _ in range(n))
+
+
+def _value_for(schema: Any, name: str, rng: random.Random, depth: int) -> Any:
+    if not isinstance(schema, dict) or depth > 4:
+        return _string_for(name, {}, rng)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        options = [o for o in schema.get(combinator) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        if options:
+            return _value_for(options[0], name, rng, depth + 1)
+    if "default" in schema:
+        return schema["default"]
+    typ = schema.get("type")
+    if isinstance(typ, list):
+        typ = next((t for t in typ if t != "null"), "string")
+    if typ is None:
+        typ = "object" if "properties" in schema else "string"
+    if typ == "object":
+        props: dict[str, Any] = schema.get("properties") or {}
+        required = [k for k in schema.get("required") or [] if isinstance(k, str)]
+        # Required properties always; with none required, the first two so the call says something.
+        keys = required or list(props)[:2]
+        return {k: _value_for(props.get(k, {}), k, rng, depth + 1) for k in keys}
+    if typ == "array":
+        count = max(1, int(schema.get("minItems", 1)))
+        return [_value_for(schema.get("items", {}), name, rng, depth + 1) for _ in range(min(count, 3))]
+    if typ in ("integer", "number"):
+        lo = _bound(schema, "minimum", "exclusiveMinimum", 1)
+        hi = _bound(schema, "maximum", "exclusiveMaximum", max(lo, 0) + 100)
+        value = rng.randint(int(lo), max(int(lo), int(hi)))
+        return value if typ == "integer" else float(value)
+    if typ == "boolean":
+        return False  # the safe choice for flags like run_in_background or force
+    if typ == "null":
+        return None
+    return _string_for(name, schema, rng)
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, default: float) -> float:
+    for key in (inclusive, exclusive):
+        value = schema.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+    return default

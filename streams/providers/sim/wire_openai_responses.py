@@ -1,0 +1,217 @@
+"""OpenAI Responses wire format (``POST /v1/responses``), as Codex and the openai SDK use it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec
+from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
+from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
+from streams.providers.sim.wire_openai_chat import WireError
+from streams.providers.sim.wire_openai_chat import error_body as error_body  # same shape as Chat
+
+DIALECT = "openai_responses"
+MALFORMED = (
+    b"event: response.output_text.delta\n"
+    b'data: {"type": "response.output_text.delta", "sequence_number": 99, "delta": "brok\n\n'
+)
+_SKIPPED_ROLES = ("system", "developer")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("input_text", "output_text", "text")
+        )
+    return ""
+
+
+def _is_tool_output(item: dict[str, Any]) -> bool:
+    # function_call_output, custom_tool_call_output, local_shell_call_output, ...
+    return str(item.get("type", "")).endswith("_output")
+
+
+def parse(body: dict[str, Any]) -> SimRequest:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise WireError("you must provide a model parameter")
+    req = SimRequest(dialect=DIALECT, model=model, stream=bool(body.get("stream")))
+    raw_input = body.get("input")
+    if isinstance(raw_input, str):
+        req.last_user_text = raw_input
+    elif isinstance(raw_input, list):
+        if not all(isinstance(i, dict) for i in raw_input):
+            raise WireError("each input item must be an object")
+        items = [
+            i
+            for i in raw_input
+            if i.get("type") != "reasoning" and not (i.get("role") in _SKIPPED_ROLES and not _is_tool_output(i))
+        ]
+        results: list[str] = []
+        for item in reversed(items):
+            if not _is_tool_output(item):
+                break
+            output = item.get("output")
+            results.append(output if isinstance(output, str) else _text_of(output))
+        req.after_tool_result = bool(results)
+        req.tool_result_text = "\n".join(reversed(results))
+        req.last_user_text = next((_text_of(i.get("content")) for i in reversed(items) if i.get("role") == "user"), "")
+    elif raw_input is not None:
+        raise WireError("'input' must be a string or an array of input items")
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "function" and tool.get("name"):
+            req.tools.append(ToolSpec(str(tool["name"]), tool.get("parameters") or {}))
+    choice = body.get("tool_choice")
+    if choice in ("none", "auto", "required"):
+        req.tool_choice = choice
+    elif isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
+        req.tool_choice = "tool:" + str(choice["name"])
+    req.parallel_allowed = body.get("parallel_tool_calls", True) is not False
+    limit = body.get("max_output_tokens")
+    req.max_tokens = int(limit) if isinstance(limit, int) and limit > 0 else None
+    return req
+
+
+def usage(body: dict[str, Any], raw: bytes, plan: Plan, cache: PromptCache) -> Usage:
+    input_tokens = estimate_tokens(len(raw))
+    cached = cache.openai(str(body.get("model")), body.get("prompt_cache_key"), input_tokens)
+    return Usage(input_tokens, plan.output_tokens, cache_read=cached)
+
+
+def usage_json(u: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": u.input_tokens,
+        "input_tokens_details": {"cached_tokens": u.cache_read},
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }
+
+
+def _response(
+    req: SimRequest,
+    body: dict[str, Any],
+    rid: str,
+    created: int,
+    status: str,
+    output: list[dict[str, Any]],
+    u: Usage | None,
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": req.model,
+        "output": output,
+        "parallel_tool_calls": req.parallel_allowed,
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": usage_json(u) if u is not None else None,
+        "user": None,
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    content = (
+        [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if status == "completed" else []
+    )
+    return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id,
+        "name": name,
+    }
+
+
+def _final_status(plan: Plan) -> str:
+    return "incomplete" if plan.stop == "max_tokens" else "completed"
+
+
+def render(plan: Plan, req: SimRequest, u: Usage, body: dict[str, Any]) -> dict[str, Any]:
+    output: list[dict[str, Any]] = []
+    if plan.text or not plan.tool_calls:
+        output.append(_message_item(new_id("msg_"), plan.text_str, "completed"))
+    for call in plan.tool_calls:
+        output.append(_call_item("fc_" + call.id, "call_" + call.id, call.name, call.arguments, "completed"))
+    return _response(req, body, new_id("resp_"), int(time.time()), _final_status(plan), output, u)
+
+
+def stream(plan: Plan, req: SimRequest, u: Usage, body: dict[str, Any], chunk_size: int) -> list[Frame]:
+    rid, created = new_id("resp_"), int(time.time())
+    frames: list[Frame] = []
+
+    def emit(event: str, payload: dict[str, Any], tokens: int = 0) -> None:
+        # sequence_number counts every event of the stream from 0.
+        frames.append(named_frame(event, {"type": event, "sequence_number": len(frames), **payload}, tokens))
+
+    emit("response.created", {"response": _response(req, body, rid, created, "in_progress", [], None)})
+    emit("response.in_progress", {"response": _response(req, body, rid, created, "in_progress", [], None)})
+    output: list[dict[str, Any]] = []
+    if plan.text or not plan.tool_calls:
+        index, item_id, text = len(output), new_id("msg_"), plan.text_str
+        emit("response.output_item.added", {"output_index": index, "item": _message_item(item_id, "", "in_progress")})
+        where = {"item_id": item_id, "output_index": index, "content_index": 0}
+        emit(
+            "response.content_part.added",
+            {**where, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}},
+        )
+        for piece, n in chunk_tokens(plan.text, chunk_size):
+            emit("response.output_text.delta", {**where, "delta": piece, "logprobs": []}, n)
+        emit("response.output_text.done", {**where, "text": text, "logprobs": []})
+        emit(
+            "response.content_part.done",
+            {**where, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}},
+        )
+        done = _message_item(item_id, text, "completed")
+        emit("response.output_item.done", {"output_index": index, "item": done})
+        output.append(done)
+    for call in plan.tool_calls:
+        index, item_id, call_id = len(output), "fc_" + call.id, "call_" + call.id
+        emit(
+            "response.output_item.added",
+            {"output_index": index, "item": _call_item(item_id, call_id, call.name, "", "in_progress")},
+        )
+        for piece in split_json(call.arguments):
+            emit(
+                "response.function_call_arguments.delta",
+                {"item_id": item_id, "output_index": index, "delta": piece},
+                max(1, len(piece) // 4),
+            )
+        emit(
+            "response.function_call_arguments.done",
+            {"item_id": item_id, "output_index": index, "name": call.name, "arguments": call.arguments},
+        )
+        done = _call_item(item_id, call_id, call.name, call.arguments, "completed")
+        emit("response.output_item.done", {"output_index": index, "item": done})
+        output.append(done)
+    status = _final_status(plan)
+    final_event = "response.completed" if status == "completed" else "response.incomplete"
+    emit(final_event, {"response": _response(req, body, rid, created, status, output, u)})
+    return frames
