@@ -93,6 +93,29 @@ def migrate(config: ConfigOpt = None) -> None:
     console.print(f"applied {', '.join(applied)} on {target}" if applied else f"{target} is up to date")
 
 
+@app.command()
+def sim(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8790,
+) -> None:
+    """Run the simulated provider alone (OpenAI Chat, OpenAI Responses, Anthropic Messages on one port)."""
+    from streams.providers.sim import SimConfig, serve_sim
+
+    sim_config = SimConfig.from_settings(_settings(config))
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            serve_sim(sim_config, host, port, on_ready=lambda url: console.print(f"simulated provider on {url}"))
+        )
+        await _wait_for_signal()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    _run(main())
+
+
 def main() -> None:
     try:
         app()

@@ -62,7 +62,9 @@ class Stack:
         self.broker: EmbeddedBroker | None = None
         self.bootstrap_servers: str = settings.kafka.bootstrap_servers or ""
         self.clickhouse: Any = None
+        self.sim_url: str | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._exit = contextlib.AsyncExitStack()
 
     @property
     def data_dir(self) -> Path:
@@ -101,6 +103,20 @@ class Stack:
             detail += f"; applied migrations {', '.join(applied)}"
         self.state.set("clickhouse", True, detail)
 
+    def needs_sim(self) -> bool:
+        return any(p.base_url == "sim" for p in self.settings.providers)
+
+    async def start_sim(self) -> None:
+        """The simulated provider, for every provider whose base_url is ``sim`` (the embedded default)."""
+        from streams.providers.sim import SimConfig, running_sim
+
+        config = SimConfig.from_settings(self.settings)
+        self.sim_url = await self._exit.enter_async_context(
+            running_sim(config, self.settings.sim.host, self.settings.sim.port)
+        )
+        self.state.set("simulator", True, f"simulated provider at {self.sim_url} "
+                                           f"({len(config.models)} models with skill levels)")
+
     def broker_alive(self) -> bool:
         return self.broker.alive() if self.broker else bool(self.bootstrap_servers)
 
@@ -112,8 +128,12 @@ class Stack:
     async def start(self) -> None:
         await self.start_broker()
         await self.start_clickhouse()
+        if self.needs_sim():
+            await self.start_sim()
 
     async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._exit.aclose()
         while self._closers:
             closer = self._closers.pop()
             with contextlib.suppress(Exception):
