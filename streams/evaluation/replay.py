@@ -1,0 +1,413 @@
+"""Replay: an honest online simulation of the learned router on an outcome matrix.
+
+Tasks arrive in a seeded random order. For each task the policy picks a model and *pays* for that
+one cell of the matrix (success and cost); it never sees a cell it did not choose. If the attempt
+failed and attempts remain, the session escalates: the same policy picks again among the models not
+yet tried, with the attempt number and the failed models in its context. Costs add across attempts;
+the session succeeds if any attempt does.
+
+The catalogue the policy starts from is what a router would know before serving anything: each
+model's price (here its mean cost per task in the matrix) and a tier derived from price rank.
+Success is only learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from streams.config import ModelSettings, Settings, Tier, load_settings
+from streams.evaluation.datasets import OutcomeMatrix, load_dataset, task_context
+from streams.routing.bandit import ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, ContextualBandit, priors_from_models
+from streams.routing.settings import BanditSettings
+
+PASS_THRESHOLD = 0.5  # a graded score below this counts as a failed attempt (worth escalating)
+KNOB_FACTORS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # knob = factor / reference cost
+REGRET_POINTS = 50
+
+
+class ReplayPolicy(Protocol):
+    def predict_one(self, context: dict[str, float], arms: list[str]) -> tuple[str, float, float]: ...
+
+    def learn_outcome(self, context: dict[str, float], arm: str, success: float, cost_usd: float) -> None: ...
+
+
+class PaidOutcomes:
+    """The only way the simulation reads the matrix: one (task, model) cell per paid attempt."""
+
+    def __init__(self, matrix: OutcomeMatrix) -> None:
+        self._success = matrix.success
+        self._cost = matrix.cost
+        self.reads: list[tuple[int, int]] = []
+
+    def pay(self, task: int, model: int) -> tuple[float, float]:
+        self.reads.append((task, model))
+        return float(self._success[task, model]), float(self._cost[task, model])
+
+
+@dataclass(slots=True)
+class Attempt:
+    model: str
+    success: float
+    cost_usd: float
+    propensity: float
+    confidence: float
+
+
+@dataclass(slots=True)
+class Session:
+    task: int
+    attempts: list[Attempt]
+
+    @property
+    def success(self) -> float:
+        return max((a.success for a in self.attempts), default=0.0)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts)
+
+
+def attempt_context(base: dict[str, float], attempt: int, failed: Sequence[str], max_attempts: int) -> dict[str, float]:
+    """The task's context plus what the cascade knows: attempt number and which models failed."""
+    ctx = dict(base)
+    ctx[ATTEMPT_KEY] = float(attempt)
+    ctx[ATTEMPTS_LEFT_KEY] = float(max_attempts - attempt)
+    for m in failed:
+        ctx[f"failed:{m}"] = 1.0
+    return ctx
+
+
+def simulate(
+    matrix: OutcomeMatrix,
+    policy: ReplayPolicy,
+    outcomes: PaidOutcomes,
+    *,
+    order: Sequence[int],
+    max_attempts: int,
+    contexts: Sequence[dict[str, float]] | None = None,
+) -> list[Session]:
+    """Run one pass over the tasks in ``order``; the policy learns only from cells it paid for."""
+    contexts = contexts if contexts is not None else [task_context(t) for t in matrix.tasks]
+    model_index = {m: j for j, m in enumerate(matrix.models)}
+    sessions: list[Session] = []
+    for t in order:
+        tried: list[str] = []
+        attempts: list[Attempt] = []
+        for k in range(1, max_attempts + 1):
+            arms = [m for m in matrix.models if m not in tried]
+            if not arms:
+                break
+            ctx = attempt_context(contexts[t], k, tried, max_attempts)
+            arm, propensity, confidence = policy.predict_one(ctx, arms)
+            success, cost = outcomes.pay(t, model_index[arm])
+            policy.learn_outcome(ctx, arm, success, cost)
+            attempts.append(Attempt(arm, success, cost, propensity, confidence))
+            tried.append(arm)
+            if success >= PASS_THRESHOLD:
+                break
+        sessions.append(Session(int(t), attempts))
+    return sessions
+
+
+# ---- catalogue --------------------------------------------------------------------------------
+
+TIERS_BY_PRICE: tuple[Tier, ...] = ("cheap", "standard", "strong", "frontier")
+
+
+def catalogue(matrix: OutcomeMatrix) -> list[ModelSettings]:
+    """Models as a router would configure them: tier from price rank (quartiles), nothing learned."""
+    prices = matrix.mean_cost()
+    ranked = sorted(matrix.models, key=lambda m: prices[m])
+    n = len(ranked)
+    tier_of = {m: TIERS_BY_PRICE[min(3, (4 * r) // n)] if n > 1 else "standard" for r, m in enumerate(ranked)}
+    if n > 1:
+        tier_of[ranked[-1]] = "frontier"
+    return [ModelSettings(name=m, provider="replay", tier=tier_of[m]) for m in matrix.models]
+
+
+def make_bandit(matrix: OutcomeMatrix, settings: BanditSettings, *, beta: float, seed: int) -> ContextualBandit:
+    models = catalogue(matrix)
+    priors = priors_from_models(models, cost_per_decision=matrix.mean_cost())
+    return ContextualBandit(
+        [m.name for m in models],
+        priors=priors,
+        alpha=settings.alpha,
+        beta=beta,
+        exploration=settings.exploration,
+        seed=seed,
+    )
+
+
+# ---- reference points -------------------------------------------------------------------------
+
+
+def best_single_model(matrix: OutcomeMatrix) -> tuple[str, float, float]:
+    """Highest mean success; ties go to the cheaper model."""
+    s = matrix.success.mean(axis=0)
+    c = matrix.cost.mean(axis=0)
+    j = min(range(len(matrix.models)), key=lambda j: (-round(float(s[j]), 12), float(c[j])))
+    return matrix.models[j], float(s[j]), float(c[j])
+
+
+def cheapest_model(matrix: OutcomeMatrix) -> tuple[str, float, float]:
+    s = matrix.success.mean(axis=0)
+    c = matrix.cost.mean(axis=0)
+    j = int(np.argmin(c))
+    return matrix.models[j], float(s[j]), float(c[j])
+
+
+def oracle_per_task(matrix: OutcomeMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per task, the cheapest model among those with the best score (cheapest successful model)."""
+    best = matrix.success.max(axis=1, keepdims=True)
+    cost = np.where(matrix.success >= best, matrix.cost, np.inf).min(axis=1)
+    return best[:, 0], cost
+
+
+# ---- curve metrics ----------------------------------------------------------------------------
+
+
+def _envelope(points: Sequence[tuple[float, float]], grid: np.ndarray) -> np.ndarray:
+    """Best success reachable at cost <= c (non-decreasing envelope of the curve), on ``grid``."""
+    pts = sorted(points)
+    out = np.full(grid.shape, -np.inf)
+    for cost, success in pts:
+        out = np.where(grid >= cost, np.maximum(out, success), out)
+    return out
+
+
+def aiq(points: Sequence[tuple[float, float]], c_min: float, c_max: float, n: int = 1001) -> float:
+    """RouterBench AIQ: average quality of the curve's envelope over the normalised cost range."""
+    if not points:
+        return 0.0
+    if c_max <= c_min:
+        return max(s for _, s in points)
+    grid = np.linspace(c_min, c_max, n)
+    env = _envelope(points, grid)
+    floor = min(s for _, s in points)  # below the cheapest point, count its quality (no extrapolation)
+    env = np.where(np.isfinite(env), env, floor)
+    return float(np.trapezoid(env, grid) / (c_max - c_min))
+
+
+def apgr(
+    points: Sequence[tuple[float, float]],
+    weak: tuple[float, float],
+    strong: tuple[float, float],
+    n: int = 1001,
+) -> float:
+    """RouteLLM APGR: average over cost budgets between the weak and the strong model of the
+    performance gap recovered, (quality - weak) / (strong - weak). Both end models are available
+    as routing choices, so the envelope includes them."""
+    (c_weak, s_weak), (c_strong, s_strong) = weak, strong
+    if s_strong <= s_weak or c_strong <= c_weak:
+        return 1.0 if max((s for _, s in points), default=s_weak) >= s_strong else 0.0
+    grid = np.linspace(c_weak, c_strong, n)
+    env = _envelope([*points, weak, strong], grid)
+    pgr = (env - s_weak) / (s_strong - s_weak)
+    return float(np.trapezoid(pgr, grid) / (c_strong - c_weak))
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayReport:
+    dataset: str
+    tasks: int
+    models: int
+    seeds: int
+    max_attempts: int
+    alpha: float
+    beta: float
+    exploration: str
+    success_rate: float
+    cost_per_task: float
+    success_std: float
+    cost_std: float
+    best_model: str
+    best_success_rate: float
+    best_cost_per_task: float
+    success_vs_best: float
+    cost_vs_best: float
+    oracle_success_rate: float
+    oracle_cost_per_task: float
+    cheapest_model: str
+    cheapest_success_rate: float
+    cheapest_cost_per_task: float
+    attempts_per_task: float
+    curve: list[dict[str, float]]
+    aiq: float
+    apgr: float
+    regret: list[dict[str, float]]
+    models_chosen: dict[str, float] = field(default_factory=dict)
+    single_models: list[dict[str, Any]] = field(default_factory=list)
+    meets_target: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Run:
+    success: float
+    cost: float
+    attempts: float
+    regret: np.ndarray
+    chosen: dict[str, int]
+
+
+def _run_once(
+    matrix: OutcomeMatrix,
+    settings: BanditSettings,
+    *,
+    beta: float,
+    seed: int,
+    max_attempts: int,
+    contexts: list[dict[str, float]],
+    policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None,
+) -> _Run:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(matrix.n_tasks)
+    if policy_factory is not None:
+        policy = policy_factory(matrix, settings, beta, seed)
+    else:
+        policy = make_bandit(matrix, settings, beta=beta, seed=seed)
+    sessions = simulate(matrix, policy, PaidOutcomes(matrix), order=order, max_attempts=max_attempts, contexts=contexts)
+    # Regret against the per-task hindsight best single model, in reward units.
+    task_u = settings.alpha * matrix.success - beta * matrix.cost
+    best_u = task_u.max(axis=1)
+    got = np.array([settings.alpha * s.success - beta * s.cost_usd for s in sessions])
+    regret = np.cumsum(best_u[order] - got)
+    chosen: dict[str, int] = {}
+    for s in sessions:
+        for a in s.attempts:
+            chosen[a.model] = chosen.get(a.model, 0) + 1
+    return _Run(
+        success=float(np.mean([s.success for s in sessions])),
+        cost=float(np.mean([s.cost_usd for s in sessions])),
+        attempts=float(np.mean([len(s.attempts) for s in sessions])),
+        regret=regret,
+        chosen=chosen,
+    )
+
+
+def default_knobs(matrix: OutcomeMatrix, beta: float) -> list[float]:
+    """Cost weights spanning the data set's price scale (relative to the best model's cost)."""
+    _, _, ref = best_single_model(matrix)
+    ref = ref if ref > 0 else 1.0
+    return sorted({round(f / ref, 12) for f in KNOB_FACTORS} | {beta})
+
+
+def _bandit_settings(config: Settings | BanditSettings | str | Path | None) -> BanditSettings:
+    if isinstance(config, BanditSettings):
+        return config
+    if isinstance(config, Settings):
+        return config.routing.bandit
+    if config is None:
+        return BanditSettings()
+    return load_settings(config).routing.bandit
+
+
+def run_replay(
+    dataset_dir: str | Path | OutcomeMatrix,
+    *,
+    seeds: int = 5,
+    max_attempts: int = 3,
+    config: Settings | BanditSettings | str | Path | None = None,
+    knob_values: Sequence[float] | None = None,
+    curve: bool = True,
+    policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None = None,
+) -> ReplayReport:
+    """Replay the learned policy over ``seeds`` task orders; knob = beta, the cost weight."""
+    matrix = dataset_dir if isinstance(dataset_dir, OutcomeMatrix) else load_dataset(dataset_dir)
+    settings = _bandit_settings(config)
+    base_seed = settings.seed or 0
+    contexts = [task_context(t) for t in matrix.tasks]
+
+    def runs(beta: float) -> list[_Run]:
+        return [
+            _run_once(
+                matrix,
+                settings,
+                beta=beta,
+                seed=base_seed + i,
+                max_attempts=max_attempts,
+                contexts=contexts,
+                policy_factory=policy_factory,
+            )
+            for i in range(seeds)
+        ]
+
+    main = runs(settings.beta)
+    succ = np.array([r.success for r in main])
+    cost = np.array([r.cost for r in main])
+    best_name, best_s, best_c = best_single_model(matrix)
+    cheap_name, cheap_s, cheap_c = cheapest_model(matrix)
+    o_s, o_c = oracle_per_task(matrix)
+
+    points: list[dict[str, float]] = []
+    if curve:
+        for knob in knob_values if knob_values is not None else default_knobs(matrix, settings.beta):
+            rs = main if knob == settings.beta else runs(knob)
+            points.append(
+                {
+                    "knob": float(knob),
+                    "success_rate": float(np.mean([r.success for r in rs])),
+                    "cost_per_task": float(np.mean([r.cost for r in rs])),
+                }
+            )
+    else:
+        points.append({"knob": settings.beta, "success_rate": float(succ.mean()), "cost_per_task": float(cost.mean())})
+    pts = [(p["cost_per_task"], p["success_rate"]) for p in points]
+    single = [
+        {"model": m, "success_rate": float(s), "cost_per_task": float(c)}
+        for m, s, c in zip(matrix.models, matrix.success.mean(axis=0), matrix.cost.mean(axis=0), strict=True)
+    ]
+    c_lo = min(p[0] for p in pts + [(cheap_c, cheap_s)])
+    c_hi = max(p[0] for p in pts + [(best_c, best_s)])
+
+    regret_curve = np.mean([r.regret for r in main], axis=0)
+    n = matrix.n_tasks
+    marks = sorted({max(1, round(n * i / REGRET_POINTS)) for i in range(1, REGRET_POINTS + 1)})
+    chosen: dict[str, float] = {}
+    for r in main:
+        for m, k in r.chosen.items():
+            chosen[m] = chosen.get(m, 0.0) + k / (len(main) * n)
+
+    s_mean, c_mean = float(succ.mean()), float(cost.mean())
+    return ReplayReport(
+        dataset=matrix.name,
+        tasks=n,
+        models=len(matrix.models),
+        seeds=seeds,
+        max_attempts=max_attempts,
+        alpha=settings.alpha,
+        beta=settings.beta,
+        exploration=settings.exploration,
+        success_rate=s_mean,
+        cost_per_task=c_mean,
+        success_std=float(succ.std()),
+        cost_std=float(cost.std()),
+        best_model=best_name,
+        best_success_rate=best_s,
+        best_cost_per_task=best_c,
+        success_vs_best=s_mean / best_s if best_s else float("inf"),
+        cost_vs_best=c_mean / best_c if best_c else float("inf"),
+        oracle_success_rate=float(o_s.mean()),
+        oracle_cost_per_task=float(o_c.mean()),
+        cheapest_model=cheap_name,
+        cheapest_success_rate=cheap_s,
+        cheapest_cost_per_task=cheap_c,
+        attempts_per_task=float(np.mean([r.attempts for r in main])),
+        curve=points,
+        aiq=aiq(pts, c_lo, c_hi),
+        apgr=apgr(pts, (cheap_c, cheap_s), (best_c, best_s)),
+        regret=[{"task": float(t), "regret": float(regret_curve[t - 1])} for t in marks],
+        models_chosen=dict(sorted(chosen.items(), key=lambda kv: -kv[1])),
+        single_models=single,
+        meets_target=bool(s_mean >= best_s and c_mean <= 0.25 * best_c),
+    )

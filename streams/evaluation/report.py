@@ -1,0 +1,148 @@
+"""Rendering of a replay: rich table on stdout, JSON report, PNG plot; ``main`` for the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from streams.evaluation.replay import ReplayReport, run_replay
+
+
+def render_table(report: ReplayReport, console: Console | None = None) -> None:
+    console = console or Console()
+    t = Table(
+        title=f"replay: {report.dataset} ({report.tasks} tasks, {report.models} models, "
+        f"{report.seeds} seeds, up to {report.max_attempts} attempts)"
+    )
+    t.add_column("policy")
+    t.add_column("success", justify="right")
+    t.add_column("cost / task (USD)", justify="right")
+    t.add_column("vs best", justify="right")
+    t.add_row(
+        f"learned ({report.exploration}, beta={report.beta:g})",
+        f"{report.success_rate:.3f} ± {report.success_std:.3f}",
+        f"{report.cost_per_task:.4g} ± {report.cost_std:.2g}",
+        f"success x{report.success_vs_best:.3f}, cost x{report.cost_vs_best:.3f}",
+    )
+    t.add_row(
+        f"best single: {report.best_model}", f"{report.best_success_rate:.3f}", f"{report.best_cost_per_task:.4g}", ""
+    )
+    t.add_row(
+        f"cheapest: {report.cheapest_model}",
+        f"{report.cheapest_success_rate:.3f}",
+        f"{report.cheapest_cost_per_task:.4g}",
+        "",
+    )
+    t.add_row(
+        "oracle (cheapest successful per task)",
+        f"{report.oracle_success_rate:.3f}",
+        f"{report.oracle_cost_per_task:.4g}",
+        "",
+    )
+    console.print(t)
+    curve = Table(title=f"cost-quality curve (knob = beta)   AIQ {report.aiq:.3f}   APGR {report.apgr:.3f}")
+    curve.add_column("beta", justify="right")
+    curve.add_column("success", justify="right")
+    curve.add_column("cost / task", justify="right")
+    for p in report.curve:
+        curve.add_row(f"{p['knob']:.4g}", f"{p['success_rate']:.3f}", f"{p['cost_per_task']:.4g}")
+    console.print(curve)
+    verdict = "meets" if report.meets_target else "misses"
+    console.print(
+        f"target (>= best success at <= 25% of its cost): {verdict}; "
+        f"attempts per task {report.attempts_per_task:.2f}; "
+        f"final regret {report.regret[-1]['regret'] if report.regret else 0:.2f}"
+    )
+
+
+def write_json(report: ReplayReport, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(report.to_dict(), indent=2))
+    return p
+
+
+def write_plot(report: ReplayReport, out_dir: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    xs = [m["cost_per_task"] for m in report.single_models]
+    ys = [m["success_rate"] for m in report.single_models]
+    ax1.scatter(xs, ys, c="grey", s=18, label="single models")
+    pts = sorted((p["cost_per_task"], p["success_rate"]) for p in report.curve)
+    ax1.plot([c for c, _ in pts], [s for _, s in pts], "o-", c="tab:blue", label="learned router (beta sweep)")
+    ax1.errorbar(
+        [report.cost_per_task],
+        [report.success_rate],
+        xerr=[report.cost_std],
+        yerr=[report.success_std],
+        fmt="*",
+        c="tab:red",
+        ms=12,
+        label="default",
+    )
+    ax1.scatter([report.oracle_cost_per_task], [report.oracle_success_rate], marker="^", c="tab:green", label="oracle")
+    ax1.axvline(0.25 * report.best_cost_per_task, ls=":", c="tab:orange", label="25% of best cost")
+    ax1.axhline(report.best_success_rate, ls=":", c="tab:purple", label=f"best: {report.best_model}")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("cost per task (USD)")
+    ax1.set_ylabel("success rate")
+    ax1.set_title(f"{report.dataset}: AIQ {report.aiq:.3f}, APGR {report.apgr:.3f}")
+    ax1.legend(fontsize=7)
+    ax2.plot([r["task"] for r in report.regret], [r["regret"] for r in report.regret], c="tab:blue")
+    ax2.set_xlabel("tasks seen")
+    ax2.set_ylabel("cumulative regret vs per-task oracle (reward units)")
+    ax2.set_title("regret over time")
+    fig.tight_layout()
+    path = out / f"replay_{report.dataset}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(
+    dataset: str | Path,
+    config: str | Path | None = None,
+    seeds: int = 5,
+    max_attempts: int = 3,
+    report: str | Path | None = None,
+    plot: str | Path | None = None,
+    knobs: Sequence[float] | None = None,
+    console: Console | None = None,
+) -> ReplayReport:
+    """What ``weave-router replay`` runs: replay, print the table, write JSON and PNG if asked."""
+    result = run_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config, knob_values=knobs)
+    console = console or Console()
+    render_table(result, console)
+    if report:
+        console.print(f"report: {write_json(result, report)}")
+    if plot:
+        console.print(f"plot: {write_plot(result, plot)}")
+    return result
+
+
+def _cli(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m streams.evaluation.report", description="replay the router")
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--config")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--max-attempts", type=int, default=3)
+    ap.add_argument("--report")
+    ap.add_argument("--plot")
+    a = ap.parse_args(argv)
+    main(a.dataset, a.config, a.seeds, a.max_attempts, a.report, a.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_cli())

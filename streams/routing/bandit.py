@@ -1,0 +1,502 @@
+"""The learned routing policy: a contextual bandit over the configured models (arms).
+
+Each arm keeps a Bayesian linear model of its success given the request context, plus a running
+estimate of its cost. The reward of a decision is ``U = alpha * success - beta * cost_usd``.
+
+Why this shape:
+- Closed-form Gaussian posteriors keep only sufficient statistics (precision matrix ``A`` and vector
+  ``b`` per arm, cost sums), so two learners can be merged *exactly* (``A = A1 + A2 - A_prior``).
+- Thompson draws of the linear predictor ``x . w`` are scalar Gaussians per arm, so one decision is a
+  few small matrix-vector products plus ``draws x arms`` normal samples: well under 0.2 ms.
+- The same draws give the propensity of the chosen arm (fraction of draws it wins, for off-policy
+  evaluation) and a meaningful confidence (fraction of draws in which it is within ``margin`` of the
+  best arm's reward), which the caller compares with ``sigma``.
+- Priors come from the catalogue: cost from price, prior success from tier, so a fresh router does
+  not spend its first sessions trying the most expensive model.
+
+The success posterior is an online ``river.linear_model.BayesianLinearRegression`` in spirit (same
+Bishop closed form), kept in our own arrays because we need exact merges, cheap snapshots and
+vectorised scoring over all arms; ``river.proba.Beta`` gives the tier priors' pseudo-counts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from river import proba
+
+if TYPE_CHECKING:
+    from streams.config import ModelSettings
+    from streams.routing.settings import BanditSettings
+
+Exploration = Literal["thompson", "ucb"]
+
+# Prior probability of success by tier, as a Beta pseudo-count (mean, strength). Weak on purpose:
+# the bandit must learn success; the prior only decides which arms are worth trying first.
+TIER_PRIOR: dict[str, proba.Beta] = {
+    "frontier": proba.Beta(3.0, 1.0),  # mean 0.75
+    "strong": proba.Beta(2.6, 1.4),  # mean 0.65
+    "standard": proba.Beta(2.2, 1.8),  # mean 0.55
+    "cheap": proba.Beta(1.8, 2.2),  # mean 0.45
+}
+# A "typical" agent request, used to turn per-token prices into a per-decision cost prior.
+REFERENCE_INPUT_TOKENS = 20_000
+REFERENCE_OUTPUT_TOKENS = 1_000
+SNAPSHOT_FORMAT = 1
+MAX_ATTEMPT_SLOTS = 16
+# Context keys the cascade reads (both optional): 1-based attempt number within the session, and
+# how many attempts remain after this one.
+ATTEMPT_KEY = "attempt"
+ATTEMPTS_LEFT_KEY = "attempts_left"
+# Layout of the model's input: [bias, attempt>=2, attempt>=3, attempt>=4, hashed context ...].
+# The cascade indicators sit outside the normalised hashed part so that "this is a retry" keeps its
+# full weight however long the prompt is.
+CASCADE_SLOTS = 3
+HEAD = 1 + CASCADE_SLOTS
+
+
+@dataclass(frozen=True, slots=True)
+class ArmPrior:
+    """What we believe about an arm before any outcome: success probability and cost per decision."""
+
+    success: float = 0.5
+    cost_usd: float = 0.0
+    strength: float = 4.0  # pseudo-observations behind ``success`` (Beta alpha + beta)
+    cost_strength: float = 2.0  # pseudo-observations behind ``cost_usd``
+
+
+def priors_from_models(
+    models: Iterable[ModelSettings],
+    *,
+    cost_per_decision: Mapping[str, float] | None = None,
+) -> dict[str, ArmPrior]:
+    """Priors from the model catalogue: cost from price (or a measured cost), success from tier.
+
+    ``cost_per_decision`` overrides the price-derived cost, e.g. the mean cost per task of an
+    outcome matrix, or the mean cost observed in production.
+    """
+    priors: dict[str, ArmPrior] = {}
+    for m in models:
+        beta = TIER_PRIOR.get(m.tier, TIER_PRIOR["standard"])
+        if cost_per_decision is not None and m.name in cost_per_decision:
+            cost = float(cost_per_decision[m.name])
+        else:
+            cost = m.cost_usd(REFERENCE_INPUT_TOKENS, REFERENCE_OUTPUT_TOKENS)
+        priors[m.name] = ArmPrior(
+            success=beta.alpha / (beta.alpha + beta.beta),
+            cost_usd=cost,
+            strength=float(beta.alpha + beta.beta),
+        )
+    return priors
+
+
+def _slot(name: str, dim: int) -> int:
+    # Stable across processes (unlike hash()), so snapshots mean the same thing on every worker.
+    return zlib.crc32(name.encode()) % dim
+
+
+class ContextualBandit:
+    """Contextual Thompson sampling / UCB over arms with a linear-Gaussian success model per arm.
+
+    River style: ``predict_one`` decides, ``learn_one`` updates. Plain object, picklable, seeded.
+    """
+
+    def __init__(
+        self,
+        arms: Iterable[str] = (),
+        *,
+        priors: Mapping[str, ArmPrior] | None = None,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        exploration: Exploration = "thompson",
+        dim: int = 32,
+        noise: float = 0.25,
+        context_prior_var: float = 0.03,
+        shared_prior_var: float = 0.3,
+        retry_prior: float = -0.15,
+        explore_scale: float = 0.15,
+        ucb_c: float = 1.0,
+        draws: int = 64,
+        margin: float = 0.02,
+        cascade: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.exploration: Exploration = exploration
+        self.dim = int(dim)
+        self.noise = float(noise)  # variance of one outcome around its mean (Bernoulli at p=0.5)
+        self.context_prior_var = float(context_prior_var)  # how far one arm may differ from the rest
+        self.shared_prior_var = float(shared_prior_var)  # how much context moves every arm
+        # Prior belief that each further attempt succeeds less: the task already beat a model.
+        self.retry_prior = float(retry_prior)
+        self.explore_scale = float(explore_scale)  # scales posterior std in draws; <1 explores less
+        self.ucb_c = float(ucb_c)
+        self.draws = max(1, int(draws))
+        self.margin = float(margin)
+        self.cascade = cascade
+        self.seed = seed
+        self.version = 0
+        self.priors: dict[str, ArmPrior] = dict(priors or {})
+        self._rng = np.random.default_rng(seed)
+        self._slots: dict[str, int] = {}  # cache of feature name -> slot
+        self._last_arms: list[str] = []
+        self._last_idx = np.zeros(0, dtype=np.intp)
+        self.arms: list[str] = []
+        self._index: dict[str, int] = {}
+        d = self.dim + HEAD
+        self._A = np.zeros((0, d, d))  # posterior precision, per arm
+        self._A0 = np.zeros((0, d, d))  # prior precision (kept to merge exactly)
+        self._b = np.zeros((0, d))  # precision-weighted mean, per arm
+        self._b0 = np.zeros((0, d))
+        self._cov = np.zeros((0, d, d))  # A^-1, maintained by Sherman-Morrison
+        self._mu = np.zeros((0, d))
+        self._cost_sum = np.zeros(0)
+        self._cost_n = np.zeros(0)
+        self._cost_sum0 = np.zeros(0)
+        self._cost_n0 = np.zeros(0)
+        self._pulls = np.zeros(0)
+        # Shared model: the cascade's effect on success common to all arms ("after two failed
+        # attempts, everyone succeeds less"). It is the prior mean of each arm's cascade weights,
+        # so an arm never tried at a retry still inherits what the others taught.
+        self._S0 = np.eye(d) / self.shared_prior_var
+        self._S0[0, 0] = 1e-2
+        self._S = self._S0.copy()
+        m0 = np.zeros(d)
+        m0[1 : 1 + CASCADE_SLOTS] = self.retry_prior
+        self._s0 = self._S0 @ m0
+        self._s = self._s0.copy()
+        self._scov = np.linalg.inv(self._S)
+        self._smu = self._scov @ self._s
+        # Cascade statistics per attempt number (index = attempt, 1-based): outcomes seen there.
+        # Columns: count, success sum, cost sum, sum of the chosen arms' prior costs.
+        self._att = np.zeros((MAX_ATTEMPT_SLOTS + 1, 4))
+        for arm in arms:
+            self._ensure_arm(arm)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: BanditSettings,
+        models: Iterable[ModelSettings],
+        *,
+        cost_per_decision: Mapping[str, float] | None = None,
+        **kwargs: object,
+    ) -> ContextualBandit:
+        models = list(models)
+        priors = priors_from_models(models, cost_per_decision=cost_per_decision)
+        return cls(
+            [m.name for m in models],
+            priors=priors,
+            alpha=settings.alpha,
+            beta=settings.beta,
+            exploration=settings.exploration,
+            seed=settings.seed,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    # ---- arms -------------------------------------------------------------------------------
+
+    def _ensure_arm(self, arm: str) -> int:
+        i = self._index.get(arm)
+        if i is not None:
+            return i
+        prior = self.priors.get(arm, ArmPrior())
+        d = self.dim + HEAD
+        a0 = np.eye(d) / self.context_prior_var
+        a0[0, 0] = prior.strength / self.noise  # bias: strength pseudo-observations of success
+        b0 = np.zeros(d)
+        b0[0] = prior.strength * prior.success / self.noise
+        cov = np.linalg.inv(a0)
+        self._A = np.concatenate([self._A, a0[None]])
+        self._A0 = np.concatenate([self._A0, a0[None]])
+        self._b = np.concatenate([self._b, b0[None]])
+        self._b0 = np.concatenate([self._b0, b0[None]])
+        self._cov = np.concatenate([self._cov, cov[None]])
+        self._mu = np.concatenate([self._mu, (cov @ b0)[None]])
+        self._cost_sum0 = np.append(self._cost_sum0, prior.cost_usd * prior.cost_strength)
+        self._cost_n0 = np.append(self._cost_n0, prior.cost_strength)
+        self._cost_sum = np.append(self._cost_sum, prior.cost_usd * prior.cost_strength)
+        self._cost_n = np.append(self._cost_n, prior.cost_strength)
+        self._pulls = np.append(self._pulls, 0.0)
+        self._index[arm] = len(self.arms)
+        self.arms.append(arm)
+        return self._index[arm]
+
+    # ---- features ---------------------------------------------------------------------------
+
+    def _vector(self, context: Mapping[str, float]) -> np.ndarray:
+        vals = [0.0] * (self.dim + HEAD)
+        slots = self._slots
+        log1p, copysign = math.log1p, math.copysign
+        for name, value in context.items():
+            if not value or name in (ATTEMPT_KEY, ATTEMPTS_LEFT_KEY):
+                continue
+            s = slots.get(name)
+            if s is None:
+                s = slots[name] = HEAD + _slot(name, self.dim)
+            v = float(value)
+            vals[s] += copysign(log1p(abs(v)), v)  # signed log: token counts and flags comparable
+        x = np.array(vals)
+        norm = math.sqrt(float(x @ x))
+        if norm > 0:
+            x /= norm  # unit norm: the context can move an arm's estimate, not swamp its bias
+        x[0] = 1.0
+        attempt = int(context.get(ATTEMPT_KEY, 0) or 0)
+        for j in range(1, CASCADE_SLOTS + 1):
+            x[j] = 1.0 if attempt > j else 0.0
+        return x
+
+    # ---- decide -----------------------------------------------------------------------------
+
+    def estimates(self, context: Mapping[str, float], arms: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per arm: posterior mean and std of the success probability, and the expected cost."""
+        if arms == self._last_arms:
+            idx = self._last_idx  # the caller usually passes the same arm list every time
+        else:
+            idx = np.fromiter((self._ensure_arm(a) for a in arms), dtype=np.intp, count=len(arms))
+            self._last_arms, self._last_idx = list(arms), idx
+        x = self._vector(context)
+        # Score every known arm, then select: cheaper than copying the covariances of a subset.
+        cx = self._cov @ x  # (arms, d): Cov_a x, for the variance and the shared prior term
+        # Posterior mean with prior mean m = (prior success, shared weights): Cov_a (b_a + A0 m).
+        # Only the cascade weights are shared: "a retry succeeds less" holds for every arm, while a
+        # content feature that one arm fails on says nothing about the others.
+        p_mean = self._mu @ x + (cx[:, 1:HEAD] @ self._smu[1:HEAD]) / self.context_prior_var
+        p_std = np.sqrt(np.maximum(cx @ x, 0.0))
+        cost = self._cost_sum / self._cost_n * self._cost_factor(context)
+        return p_mean[idx], p_std[idx], cost[idx]
+
+    def _cost_factor(self, context: Mapping[str, float]) -> float:
+        """How much more (or less) attempts at this position cost than an arm's average.
+
+        Retries land on harder tasks, which take longer runs; learned across arms relative to the
+        catalogue prices, shrunk to 1 by one pseudo-observation.
+        """
+        k = int(context.get(ATTEMPT_KEY, 0) or 0)
+        if not 0 < k <= MAX_ATTEMPT_SLOTS or not self.arms:
+            return 1.0
+        ref = float(np.mean(self._cost_sum0 / self._cost_n0)) or 1e-12
+        total = self._att.sum(axis=0)
+        r_all = (total[2] + ref) / (total[3] + ref)
+        r_k = (self._att[k, 2] + ref) / (self._att[k, 3] + ref)
+        return float(r_k / r_all)
+
+    def continuation_value(self, context: Mapping[str, float]) -> float:
+        """Expected reward of the rest of the cascade if this attempt fails (0 without attempts left)."""
+        if not self.cascade:
+            return 0.0
+        k = int(context.get(ATTEMPT_KEY, 0) or 0)
+        left = int(context.get(ATTEMPTS_LEFT_KEY, 0) or 0)
+        if k <= 0 or left <= 0:
+            return 0.0
+        value = 0.0
+        # Backwards over the remaining attempts: V_j = max(0, U_j + P(fail at j) * V_{j+1}).
+        for j in range(min(k + left, MAX_ATTEMPT_SLOTS), k, -1):
+            n, s_sum, c_sum, _ = self._att[j]
+            if n <= 0:
+                value = 0.0
+                continue
+            p, c = s_sum / n, c_sum / n
+            value = max(0.0, self.alpha * p - self.beta * c + (1.0 - p) * value)
+        return min(value, self.alpha)
+
+    def expected_rewards(self, context: Mapping[str, float], arms: list[str]) -> np.ndarray:
+        """Posterior mean of ``U`` per arm (success clipped to [0, 1])."""
+        p_mean, _, cost = self.estimates(context, arms)
+        return self.alpha * np.clip(p_mean, 0.0, 1.0) - self.beta * cost
+
+    def predict_one(self, context: dict[str, float], arms: list[str]) -> tuple[str, float, float]:
+        """Pick an arm: (arm, propensity of that arm under the exploration policy, confidence)."""
+        if not arms:
+            raise ValueError("predict_one needs at least one arm")
+        if len(arms) == 1:
+            return arms[0], 1.0, 1.0
+        p_mean, p_std, cost = self.estimates(context, arms)
+        # With attempts left, a failure is not worth 0 but the value of continuing the cascade, so a
+        # success here is worth only alpha - V: early attempts favour cheap models, later ones
+        # (nothing left to fall back on) the strong ones.
+        alpha = self.alpha - self.continuation_value(context)
+        z = self._rng.standard_normal((self.draws, len(arms)))
+        cost_term = self.beta * cost
+        # Draws of success are clipped to [0, 1]: an arm whose cost exceeds what a certain success
+        # is worth over a cheaper arm can never win a draw, so it is never explored for nothing.
+        explore = alpha * np.clip(p_mean + self.explore_scale * p_std * z, 0.0, 1.0) - cost_term
+        best_per_draw = explore.argmax(axis=1)
+        if self.exploration == "ucb":
+            k = int(np.argmax(alpha * np.minimum(p_mean + self.ucb_c * p_std, 1.0) - cost_term))
+            propensity = 1.0  # deterministic given the state
+        else:
+            k = int(best_per_draw[0])
+            # Monte Carlo estimate of P(arm k wins); draw 0 chose it, so it is at least 1/draws.
+            propensity = float(np.count_nonzero(best_per_draw == k)) / self.draws
+        # Confidence: posterior probability (unscaled draws) that k is within margin of the best.
+        post = alpha * np.clip(p_mean + p_std * z, 0.0, 1.0) - cost_term
+        confidence = float(np.mean(post[:, k] >= post.max(axis=1) - self.margin))
+        return arms[k], propensity, confidence
+
+    # ---- learn ------------------------------------------------------------------------------
+
+    def learn_one(self, context: dict[str, float], arm: str, reward: float) -> None:
+        """Learn from a scalar reward ``U``: split into success and cost with the arm's cost estimate.
+
+        Prefer ``learn_outcome`` when success and cost are known separately (they are in the
+        replay and the learner agent); this keeps the River-style single-reward interface.
+        """
+        i = self._ensure_arm(arm)
+        cost = float(self._cost_sum[i] / self._cost_n[i])
+        success = (reward + self.beta * cost) / self.alpha if self.alpha else 0.0
+        self._learn(i, self._vector(context), success, None)
+        self._learn_attempt(context, i, success, cost)
+
+    def learn_outcome(self, context: dict[str, float], arm: str, success: float, cost_usd: float) -> None:
+        """Learn from one observed outcome: ``success`` in [0, 1] and what the call cost."""
+        i = self._ensure_arm(arm)
+        self._learn(i, self._vector(context), float(success), float(cost_usd))
+        self._learn_attempt(context, i, float(success), float(cost_usd))
+
+    def _learn_attempt(self, context: Mapping[str, float], i: int, success: float, cost: float) -> None:
+        k = int(context.get(ATTEMPT_KEY, 0) or 0)
+        if 0 < k <= MAX_ATTEMPT_SLOTS:
+            self._att[k] += (1.0, success, cost, self._cost_sum0[i] / self._cost_n0[i])
+
+    def reward(self, success: float, cost_usd: float) -> float:
+        return self.alpha * success - self.beta * cost_usd
+
+    def _learn(self, i: int, x: np.ndarray, success: float, cost: float | None) -> None:
+        w = 1.0 / self.noise
+        self._A[i] += w * np.outer(x, x)
+        self._b[i] += w * success * x
+        cov = self._cov[i]
+        cx = cov @ x
+        cov -= np.outer(cx, cx) * (w / (1.0 + w * (x @ cx)))  # Sherman-Morrison
+        self._mu[i] = cov @ self._b[i]
+        self._S += w * np.outer(x, x)
+        self._s += w * success * x
+        sx = self._scov @ x
+        self._scov -= np.outer(sx, sx) * (w / (1.0 + w * (x @ sx)))
+        self._smu = self._scov @ self._s
+        if cost is not None:
+            self._cost_sum[i] += cost
+            self._cost_n[i] += 1.0
+        self._pulls[i] += 1.0
+        self.version += 1
+
+    # ---- merge / snapshot -------------------------------------------------------------------
+
+    def merge(self, other: ContextualBandit, base: ContextualBandit | None = None) -> None:
+        """Add ``other``'s updates to ours: exact on the sufficient statistics.
+
+        Both learners must share the same priors; if both started from a snapshot that already
+        held data, pass it as ``base`` so that data is not counted twice.
+        """
+        if other.dim != self.dim or other.noise != self.noise:
+            raise ValueError("cannot merge bandits with different dim/noise")
+        for arm in other.arms:
+            self._ensure_arm(arm)
+        for arm in other.arms:
+            i, j = self._index[arm], other._index[arm]
+            ref_a, ref_b = other._A0[j], other._b0[j]
+            ref_cs, ref_cn = other._cost_sum0[j], other._cost_n0[j]
+            ref_pulls = 0.0
+            if base is not None and arm in base._index:
+                k = base._index[arm]
+                ref_a, ref_b = base._A[k], base._b[k]
+                ref_cs, ref_cn, ref_pulls = base._cost_sum[k], base._cost_n[k], base._pulls[k]
+            self._A[i] += other._A[j] - ref_a
+            self._b[i] += other._b[j] - ref_b
+            self._cost_sum[i] += other._cost_sum[j] - ref_cs
+            self._cost_n[i] += other._cost_n[j] - ref_cn
+            self._pulls[i] += other._pulls[j] - ref_pulls
+            self._cov[i] = np.linalg.inv(self._A[i])
+            self._mu[i] = self._cov[i] @ self._b[i]
+        self._att += other._att - (base._att if base is not None else 0.0)
+        ref_s, ref_sv = (base._S, base._s) if base is not None else (other._S0, other._s0)
+        self._S += other._S - ref_s
+        self._s += other._s - ref_sv
+        self._scov = np.linalg.inv(self._S)
+        self._smu = self._scov @ self._s
+        self.version += other.version - (base.version if base is not None else 0)
+
+    def snapshot(self) -> bytes:
+        """Serialise to bytes (npz + JSON header, no pickle: safe to read from a shared topic)."""
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "arms": self.arms,
+            "version": self.version,
+            "params": {
+                "alpha": self.alpha,
+                "beta": self.beta,
+                "exploration": self.exploration,
+                "dim": self.dim,
+                "noise": self.noise,
+                "context_prior_var": self.context_prior_var,
+                "shared_prior_var": self.shared_prior_var,
+                "retry_prior": self.retry_prior,
+                "explore_scale": self.explore_scale,
+                "ucb_c": self.ucb_c,
+                "draws": self.draws,
+                "margin": self.margin,
+                "cascade": self.cascade,
+                "seed": self.seed,
+            },
+            "priors": {a: [p.success, p.cost_usd, p.strength, p.cost_strength] for a, p in self.priors.items()},
+            "rng": self._rng.bit_generator.state,
+        }
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            A=self._A,
+            A0=self._A0,
+            b=self._b,
+            b0=self._b0,
+            cov=self._cov,
+            mu=self._mu,
+            S=self._S,
+            s=self._s,
+            scov=self._scov,
+            smu=self._smu,
+            cost_sum=self._cost_sum,
+            cost_n=self._cost_n,
+            cost_sum0=self._cost_sum0,
+            cost_n0=self._cost_n0,
+            pulls=self._pulls,
+            att=self._att,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def restore(cls, data: bytes) -> ContextualBandit:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            if meta.get("format") != SNAPSHOT_FORMAT:
+                raise ValueError(f"unknown bandit snapshot format {meta.get('format')!r}")
+            priors = {a: ArmPrior(*v) for a, v in meta["priors"].items()}
+            bandit = cls(priors=priors, **meta["params"])
+            bandit.arms = list(meta["arms"])
+            bandit._index = {a: i for i, a in enumerate(bandit.arms)}
+            bandit._A, bandit._A0 = z["A"].copy(), z["A0"].copy()
+            bandit._b, bandit._b0 = z["b"].copy(), z["b0"].copy()
+            bandit._cost_sum, bandit._cost_n = z["cost_sum"].copy(), z["cost_n"].copy()
+            bandit._cost_sum0, bandit._cost_n0 = z["cost_sum0"].copy(), z["cost_n0"].copy()
+            bandit._pulls = z["pulls"].copy()
+            bandit._att = z["att"].copy()
+            # The covariance is saved, not re-inverted, so a restored bandit decides bit-identically.
+            bandit._cov, bandit._mu = z["cov"].copy(), z["mu"].copy()
+            bandit._S, bandit._s = z["S"].copy(), z["s"].copy()
+            bandit._scov, bandit._smu = z["scov"].copy(), z["smu"].copy()
+        bandit.version = int(meta["version"])
+        bandit._rng.bit_generator.state = meta["rng"]
+        return bandit
+
+    def pulls(self, arm: str) -> int:
+        i = self._index.get(arm)
+        return 0 if i is None else int(self._pulls[i])

@@ -1,0 +1,165 @@
+"""The learned policy: decisions, learning, snapshot/restore, exact merge, priors, speed."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import time
+
+import numpy as np
+import pytest
+
+from streams.config import ModelSettings
+from streams.routing.bandit import ArmPrior, ContextualBandit, priors_from_models
+
+ARMS = ["cheap", "strong"]
+PRIORS = {"cheap": ArmPrior(0.5, 0.01), "strong": ArmPrior(0.5, 0.10)}
+
+
+def _outcomes(n: int, seed: int) -> list[tuple[dict[str, float], str, float, float]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        ctx = {"tokens": rng.randint(10, 10_000), "lang=py": float(rng.random() < 0.5), "attempt": 1.0}
+        arm = rng.choice(ARMS)
+        out.append((ctx, arm, float(rng.random() < 0.6), rng.random() * 0.1))
+    return out
+
+
+def test_predict_returns_arm_propensity_confidence() -> None:
+    b = ContextualBandit(ARMS, priors=PRIORS, seed=1)
+    arm, propensity, confidence = b.predict_one({"x": 1.0}, ARMS)
+    assert arm in ARMS
+    assert 0.0 < propensity <= 1.0
+    assert 0.0 <= confidence <= 1.0
+    assert b.predict_one({"x": 1.0}, ["strong"]) == ("strong", 1.0, 1.0)
+
+
+def test_version_increments_on_learn() -> None:
+    b = ContextualBandit(ARMS, seed=1)
+    b.learn_one({"x": 1.0}, "cheap", 0.9)
+    b.learn_outcome({"x": 1.0}, "strong", 1.0, 0.05)
+    assert b.version == 2
+
+
+def test_learns_context_dependent_routing() -> None:
+    """Cheap arm succeeds on 'easy' and fails on 'hard': traffic shifts accordingly."""
+    priors = {"cheap": ArmPrior(0.5, 0.01), "strong": ArmPrior(0.5, 0.3)}
+    b = ContextualBandit(ARMS, priors=priors, beta=1.0, seed=3)
+    rng = random.Random(0)
+    for _ in range(600):
+        kind = rng.choice(["easy", "hard"])
+        ctx = {f"kind={kind}": 1.0}
+        arm, _, _ = b.predict_one(ctx, ARMS)
+        ok = 1.0 if arm == "strong" else float(kind == "easy" and rng.random() < 0.95)
+        b.learn_outcome(ctx, arm, ok, priors[arm].cost_usd)
+    easy = [b.predict_one({"kind=easy": 1.0}, ARMS)[0] for _ in range(200)]
+    hard = [b.predict_one({"kind=hard": 1.0}, ARMS)[0] for _ in range(200)]
+    assert easy.count("cheap") > 170
+    assert hard.count("strong") > 170
+    # and it is confident about the easy case once learned
+    assert b.predict_one({"kind=easy": 1.0}, ARMS)[2] > 0.9
+
+
+def test_moves_away_on_drift() -> None:
+    b = ContextualBandit(ARMS, priors=PRIORS, seed=5)
+    ctx = {"k": 1.0}
+    for _ in range(150):  # cheap is great
+        b.learn_outcome(ctx, "cheap", 1.0, 0.01)
+        b.learn_outcome(ctx, "strong", 1.0, 0.10)
+    assert [b.predict_one(ctx, ARMS)[0] for _ in range(50)].count("cheap") > 45
+    for _ in range(400):  # cheap breaks (new version of the model, say)
+        arm, _, _ = b.predict_one(ctx, ARMS)
+        b.learn_outcome(ctx, arm, 0.0 if arm == "cheap" else 1.0, PRIORS[arm].cost_usd)
+    assert [b.predict_one(ctx, ARMS)[0] for _ in range(50)].count("strong") > 45
+
+
+def test_snapshot_restore_decides_identically() -> None:
+    b = ContextualBandit(ARMS, priors=PRIORS, seed=7)
+    for ctx, arm, s, c in _outcomes(100, 1):
+        b.learn_outcome(ctx, arm, s, c)
+    r = ContextualBandit.restore(b.snapshot())
+    assert r.version == b.version
+    probe = [c for c, *_ in _outcomes(50, 2)]
+    assert [b.predict_one(c, ARMS) for c in probe] == [r.predict_one(c, ARMS) for c in probe]
+    p = pickle.loads(pickle.dumps(b))
+    assert [b.predict_one(c, ARMS) for c in probe] == [p.predict_one(c, ARMS) for c in probe]
+
+
+@pytest.mark.parametrize("exploration", ["thompson", "ucb"])
+def test_merge_equals_single_learner(exploration: str) -> None:
+    data = _outcomes(200, 3)
+    whole = ContextualBandit(ARMS, priors=PRIORS, exploration=exploration, seed=11)  # type: ignore[arg-type]
+    left = ContextualBandit(ARMS, priors=PRIORS, exploration=exploration, seed=11)  # type: ignore[arg-type]
+    right = ContextualBandit(ARMS, priors=PRIORS, exploration=exploration, seed=99)  # type: ignore[arg-type]
+    for i, (ctx, arm, s, c) in enumerate(data):
+        whole.learn_outcome(ctx, arm, s, c)
+        (left if i % 2 else right).learn_outcome(ctx, arm, s, c)
+    left.merge(right)
+    assert left.version == whole.version
+    np.testing.assert_allclose(left._A, whole._A, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(left._b, whole._b, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(left._att, whole._att, rtol=1e-12)
+    probe = [c for c, *_ in _outcomes(30, 4)]
+    for c in probe:
+        m1, s1, c1 = left.estimates(c, ARMS)
+        m2, s2, c2 = whole.estimates(c, ARMS)
+        np.testing.assert_allclose(m1, m2, atol=1e-9)
+        np.testing.assert_allclose(s1, s2, atol=1e-9)
+        np.testing.assert_allclose(c1, c2, atol=1e-12)
+
+
+def test_merge_from_common_base_does_not_double_count() -> None:
+    data = _outcomes(120, 5)
+    base = ContextualBandit(ARMS, priors=PRIORS, seed=1)
+    for ctx, arm, s, c in data[:40]:
+        base.learn_outcome(ctx, arm, s, c)
+    whole = ContextualBandit.restore(base.snapshot())
+    w1, w2 = ContextualBandit.restore(base.snapshot()), ContextualBandit.restore(base.snapshot())
+    for i, (ctx, arm, s, c) in enumerate(data[40:]):
+        whole.learn_outcome(ctx, arm, s, c)
+        (w1 if i % 2 else w2).learn_outcome(ctx, arm, s, c)
+    w1.merge(w2, base=base)
+    assert w1.version == whole.version == 120
+    np.testing.assert_allclose(w1._A, whole._A, atol=1e-9)
+    np.testing.assert_allclose(w1._cost_sum, whole._cost_sum, atol=1e-12)
+
+
+def test_priors_from_catalogue_prefer_cheap_until_evidence() -> None:
+    models = [
+        ModelSettings(name="opus", provider="p", price_in=15, price_out=75, tier="frontier"),
+        ModelSettings(name="mini", provider="p", price_in=0.25, price_out=2, tier="cheap"),
+    ]
+    priors = priors_from_models(models)
+    assert priors["opus"].success > priors["mini"].success
+    assert priors["opus"].cost_usd > 10 * priors["mini"].cost_usd
+    b = ContextualBandit(["opus", "mini"], priors=priors, beta=1.0, seed=0)
+    picks = [b.predict_one({}, ["opus", "mini"])[0] for _ in range(100)]
+    assert picks.count("mini") > 60
+
+
+def test_propensity_matches_choice_frequency() -> None:
+    b = ContextualBandit(
+        ARMS, priors={"cheap": ArmPrior(0.5, 0.0), "strong": ArmPrior(0.5, 0.0)}, explore_scale=1.0, draws=400, seed=2
+    )
+    picks = [b.predict_one({}, ARMS) for _ in range(2000)]
+    freq = sum(1 for a, _, _ in picks if a == "cheap") / len(picks)
+    mean_prop = np.mean([p for a, p, _ in picks if a == "cheap"])
+    assert abs(freq - 0.5) < 0.05
+    assert abs(mean_prop - 0.5) < 0.05
+
+
+def test_predict_is_fast() -> None:
+    arms = [f"m{i}" for i in range(25)]
+    b = ContextualBandit(arms, seed=1)
+    rng = random.Random(0)
+    ctxs = [{f"f{j}": rng.random() * 100 for j in range(30)} for _ in range(50)]
+    for c in ctxs:
+        b.learn_outcome(c, rng.choice(arms), 1.0, 0.01)
+    per_call = []
+    for _ in range(5):  # best of 5 rounds: the CI machine is shared, take the least disturbed
+        t = time.perf_counter()
+        for i in range(400):
+            b.predict_one(ctxs[i % 50], arms)
+        per_call.append((time.perf_counter() - t) / 400)
+    assert min(per_call) < 0.4e-3  # budget 0.2 ms (measured ~0.1 ms idle); generous for shared cores

@@ -1,0 +1,150 @@
+"""Replay bookkeeping on hand-computed matrices, and the policy's information boundary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams.evaluation.datasets import OutcomeMatrix, Task, load_dataset, task_context
+from streams.evaluation.replay import (
+    PaidOutcomes,
+    aiq,
+    apgr,
+    best_single_model,
+    oracle_per_task,
+    run_replay,
+    simulate,
+)
+from streams.evaluation.report import main, write_plot
+
+SWE = Path("/work/shared/data/swebench_verified_dev")
+
+
+def _matrix() -> OutcomeMatrix:
+    # 3 tasks x 2 models. cheap: ok, fail, fail. strong: ok, ok, fail.
+    return OutcomeMatrix(
+        "tiny",
+        [Task("t0", "fix the parser"), Task("t1", "add a flag"), Task("t2", "rewrite the engine")],
+        ["cheap", "strong"],
+        success=np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]),
+        cost=np.array([[0.1, 1.0], [0.2, 2.0], [0.3, 3.0]]),
+    )
+
+
+class Scripted:
+    """Always tries 'cheap' first, then whatever is left; records what it was shown."""
+
+    def __init__(self) -> None:
+        self.decisions: list[tuple[str, tuple[str, ...]]] = []
+        self.learned: list[tuple[str, float, float]] = []
+
+    def predict_one(self, context: dict[str, float], arms: list[str]) -> tuple[str, float, float]:
+        arm = "cheap" if "cheap" in arms else arms[0]
+        self.decisions.append((arm, tuple(arms)))
+        return arm, 1.0, 1.0
+
+    def learn_outcome(self, context: dict[str, float], arm: str, success: float, cost_usd: float) -> None:
+        self.learned.append((arm, success, cost_usd))
+
+
+def test_cascade_bookkeeping() -> None:
+    m = _matrix()
+    sessions = simulate(m, Scripted(), PaidOutcomes(m), order=[0, 1, 2], max_attempts=2)
+    assert [s.success for s in sessions] == [1.0, 1.0, 0.0]  # success if any attempt succeeds
+    assert [s.cost_usd for s in sessions] == pytest.approx([0.1, 2.2, 3.3])  # costs add across attempts
+    assert [[a.model for a in s.attempts] for s in sessions] == [["cheap"], ["cheap", "strong"], ["cheap", "strong"]]
+    one = simulate(m, Scripted(), PaidOutcomes(m), order=[0, 1, 2], max_attempts=1)
+    assert [s.cost_usd for s in one] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_best_single_and_oracle() -> None:
+    m = _matrix()
+    assert best_single_model(m) == ("strong", pytest.approx(2 / 3), pytest.approx(2.0))
+    succ, cost = oracle_per_task(m)
+    assert succ.tolist() == [1.0, 1.0, 0.0]
+    # cheapest successful per task; when none succeeds, the cheapest model
+    assert cost.tolist() == pytest.approx([0.1, 2.0, 0.3])
+
+
+def test_policy_only_sees_cells_it_paid_for() -> None:
+    m = _matrix()
+    paid = PaidOutcomes(m)
+    policy = Scripted()
+    simulate(m, policy, paid, order=[2, 0, 1], max_attempts=2)
+    chosen = [arm for arm, _ in policy.decisions]
+    assert [m.models[j] for _, j in paid.reads] == chosen  # one read per decision, the chosen cell
+    assert [t for t, _ in paid.reads] == [2, 2, 0, 1, 1]
+    # the policy learned exactly the paid cells, nothing else
+    assert [(a, s, c) for a, s, c in policy.learned] == [
+        (m.models[j], m.success[t, j], m.cost[t, j]) for t, j in paid.reads
+    ]
+    # escalation never offers a model already tried in the session
+    assert policy.decisions[1] == ("strong", ("strong",))
+
+
+def test_curve_metrics() -> None:
+    # a curve that reaches the strong model's quality at half its cost recovers most of the gap
+    pts = [(0.5, 1.0)]
+    assert apgr(pts, weak=(0.0, 0.0), strong=(1.0, 1.0)) == pytest.approx(0.5, abs=0.01)
+    assert apgr([(1.0, 1.0)], weak=(0.0, 0.0), strong=(1.0, 1.0)) == pytest.approx(0.0, abs=0.01)
+    assert aiq([(0.0, 0.5), (1.0, 1.0)], 0.0, 1.0) == pytest.approx(0.5, abs=0.01)
+    assert aiq([(0.0, 0.5), (0.5, 1.0), (1.0, 0.9)], 0.0, 1.0) == pytest.approx(0.75, abs=0.01)
+
+
+def test_dataset_reader(tmp_path: Path) -> None:
+    (tmp_path / "outcomes.csv").write_text("task_id,model,success,cost_usd\na,m1,1,0.5\na,m2,0.25,0.1\nb,m1,0,0.7\n")
+    (tmp_path / "tasks.jsonl").write_text(
+        json.dumps({"task_id": "a", "prompt": "Fix bug", "features": {"repo": "x/y", "n": 3}}) + "\n"
+    )
+    m = load_dataset(tmp_path)
+    assert m.models == ["m1", "m2"] and [t.task_id for t in m.tasks] == ["a", "b"]
+    assert m.success.tolist() == [[1.0, 0.25], [0.0, 0.0]]  # missing cell = failure
+    assert m.cost[1, 1] == pytest.approx(0.1)  # at the model's mean cost
+    ctx = task_context(m.tasks[0])
+    assert ctx["repo=x/y"] == 1.0 and ctx["n"] == 3.0 and ctx["prompt_words"] == 2.0
+
+
+def test_replay_runs_on_a_small_matrix_and_writes_report(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 120
+    # cheap succeeds on even tasks only; strong on 90%; the learned router should cascade.
+    tasks = [Task(f"t{i}", "even task" if i % 2 == 0 else "odd task") for i in range(n)]
+    success = np.stack([(np.arange(n) % 2 == 0).astype(float), (rng.random(n) < 0.9).astype(float)], axis=1)
+    cost = np.tile([0.01, 0.2], (n, 1))
+    m = OutcomeMatrix("synthetic", tasks, ["cheap", "strong"], success, cost)
+    r = run_replay(m, seeds=2, max_attempts=2, knob_values=[1.0, 10.0])
+    d = r.to_dict()
+    for key in (
+        "success_rate",
+        "cost_per_task",
+        "success_std",
+        "cost_std",
+        "best_model",
+        "best_success_rate",
+        "best_cost_per_task",
+        "success_vs_best",
+        "cost_vs_best",
+        "oracle_success_rate",
+        "oracle_cost_per_task",
+        "curve",
+        "aiq",
+        "apgr",
+        "regret",
+    ):
+        assert key in d
+    assert r.best_model == "strong"
+    assert r.cost_per_task < r.best_cost_per_task  # cheap first, strong only after failures
+    assert r.success_rate > 0.85
+    assert [p["knob"] for p in r.curve] == [1.0, 10.0]
+    assert write_plot(r, tmp_path).stat().st_size > 1000
+
+
+@pytest.mark.skipif(not SWE.is_dir(), reason="shared evaluation data not present")
+def test_real_data_replay_one_seed(tmp_path: Path) -> None:
+    r = main(SWE, seeds=1, report=tmp_path / "r.json", knobs=[1.0])
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["best_model"] == r.best_model and data["tasks"] == 261
+    assert data["cost_vs_best"] < 0.5 and data["success_vs_best"] > 0.9
