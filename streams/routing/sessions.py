@@ -1,0 +1,149 @@
+"""Task-sessions: which model a session is on, and when it may move to another.
+
+A session keeps its model (the provider's prompt cache is warm, the agent's history was written by it).
+A switch happens only at a safe boundary and only when it pays:
+
+- never inside a tool-call loop (the last message is a tool result, or the assistant's last turn has
+  tool calls pending): the agent is mid-step;
+- never to a model that cannot continue the conversation (signed thinking blocks in the history and a
+  target without thinking; a context larger than the target's window; tools or images it lacks);
+- only when the expected saving over the session's remaining requests beats the prompt-cache loss
+  (``tokens * (price_in - price_cached)`` of the current model). An escalation after a failed outcome
+  skips this last check: it trades money for success on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from streams.routing.features import Features
+from streams.routing.policy import Catalog
+from streams.translation.canonical import CanonicalRequest, TextPart
+
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "x-session-id")
+
+
+def session_key(req: CanonicalRequest, headers: Mapping[str, str]) -> str:
+    """The client's own session id if it sends one, else a hash of the system prompt + first user text.
+
+    ``headers`` must have lower-case names (see ``features.header_map``).
+    """
+    for name in SESSION_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value.strip()[:200]
+    pck = req.extra.get("prompt_cache_key") if req.extra else None
+    if isinstance(pck, str) and pck:
+        return pck[:200]
+    h = hashlib.blake2b(digest_size=12)
+    for p in req.system:
+        h.update(p.text[:4000].encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    for m in req.messages:
+        if m.role == "system":
+            continue
+        if m.role == "user":
+            for p in m.parts:
+                if isinstance(p, TextPart):
+                    h.update(p.text[:4000].encode("utf-8", "surrogatepass"))
+            break
+    return "h-" + h.hexdigest()
+
+
+@dataclass(slots=True)
+class SessionState:
+    session_id: str
+    model: str = ""
+    route: str = ""
+    requests: int = 0
+    cascade_level: int = 0
+    failures: int = 0
+    successes: int = 0
+    escalation_pending: bool = False
+    stuck: bool = False
+    # Bumped on every outcome and switch, so cached decisions of the session stop matching.
+    epoch: int = 0
+    last_seen: float = 0.0
+    last_decision_id: str = ""
+    last_context: dict[str, float] | None = None
+    last_arm: str = ""
+
+
+class SessionStore:
+    """Bounded (LRU) sessions that expire ``ttl_s`` after their last request. Clock injected for tests."""
+
+    def __init__(self, max_sessions: int, ttl_s: float, clock: Callable[[], float]) -> None:
+        self._items: OrderedDict[str, SessionState] = OrderedDict()
+        self.max_sessions = max_sessions
+        self.ttl_s = ttl_s
+        self.clock = clock
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, session_id: str) -> SessionState | None:
+        s = self._items.get(session_id)
+        if s is None:
+            return None
+        if self.clock() - s.last_seen > self.ttl_s:
+            del self._items[session_id]
+            return None
+        return s
+
+    def touch(self, session_id: str) -> SessionState:
+        """The live session (created if new or expired), marked as just used."""
+        now = self.clock()
+        s = self.get(session_id)
+        if s is None:
+            s = SessionState(session_id)
+            self._items[session_id] = s
+            while len(self._items) > self.max_sessions:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(session_id)
+        s.last_seen = now
+        return s
+
+
+@dataclass(slots=True)
+class SwitchVerdict:
+    allowed: bool
+    reason: str
+
+
+def switch_verdict(
+    f: Features,
+    session: SessionState,
+    target: str,
+    catalog: Catalog,
+    *,
+    escalation: bool,
+    expected_remaining: float,
+) -> SwitchVerdict:
+    """May ``session`` move from its model to ``target`` on this request?"""
+    current = session.model
+    if f.in_tool_loop:
+        return SwitchVerdict(False, "inside a tool-call loop")
+    why_not = catalog.can_serve(target, f)
+    if why_not is not None:
+        return SwitchVerdict(False, f"{target} cannot continue: {why_not}")
+    if escalation:
+        return SwitchVerdict(True, "escalation after a failed outcome")
+    cur = catalog.get(current)
+    tgt = catalog.get(target)
+    if cur is None or tgt is None:
+        return SwitchVerdict(True, "current model no longer configured")
+    tokens = f.input_tokens
+    loss = tokens * (cur.price_in - cur.price_cached) / 1e6
+    out = min(f.max_tokens or catalog.expected_output, catalog.expected_output)
+    # Steady state on either side: the prompt is cached, the output is paid in full.
+    per_cur = (tokens * cur.price_cached + out * cur.price_out) / 1e6
+    per_tgt = (tokens * tgt.price_cached + out * tgt.price_out) / 1e6
+    remaining = expected_remaining or max(1.0, float(session.requests))
+    saving = (per_cur - per_tgt) * remaining
+    if saving <= loss:
+        return SwitchVerdict(False, f"saving ${saving:.4f} over ~{remaining:g} requests <= cache loss ${loss:.4f}")
+    return SwitchVerdict(True, f"saving ${saving:.4f} over ~{remaining:g} requests > cache loss ${loss:.4f}")
