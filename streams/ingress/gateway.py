@@ -1,0 +1,168 @@
+"""The gateway's state: settings, router, upstream client, event sink, auth and health hooks.
+
+One ``Gateway`` per process; the ASGI endpoints (``create_app``) only read from it. It holds no
+per-request state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from streams.config import ModelSettings, ProviderSettings, Settings
+from streams.ingress.auth import AuthHook, accept_any
+from streams.ingress.events import EventSink, NullEventSink
+from streams.providers.client import UpstreamClient
+from streams.providers.failover import Candidate, FailoverPolicy, candidates
+from streams.routing.decision import Decision
+from streams.translation.canonical import CanonicalRequest
+
+log = logging.getLogger(__name__)
+
+# Component name -> state ("ok", "degraded", "down", or a short message).
+HealthProbe = Callable[[], Mapping[str, str]]
+
+
+class RouterLike(Protocol):
+    """What the gateway needs from ``streams.routing.router.Router``."""
+
+    def is_auto(self, model_name: str) -> bool: ...
+
+    def decide(
+        self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str
+    ) -> Decision: ...
+
+
+def new_id() -> str:
+    """A random 128-bit id as hex (cheaper than uuid4 objects on the hot path)."""
+    return os.urandom(16).hex()
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        router: RouterLike,
+        client: UpstreamClient,
+        events: EventSink | None = None,
+        *,
+        health: HealthProbe | None = None,
+        auth: AuthHook | None = None,
+        failover: FailoverPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.client = client
+        self.events: EventSink = events or NullEventSink()
+        self.health_probe = health
+        self.auth: AuthHook = auth or accept_any
+        self.failover = failover or FailoverPolicy()
+        self.max_body_bytes = settings.server.max_body_bytes
+        # Name lookups on the hot path are dict hits, not scans of the settings lists.
+        self.models: dict[str, ModelSettings] = {m.name: m for m in settings.models}
+        self.providers: dict[str, ProviderSettings] = {p.name: p for p in settings.providers}
+        frontier = settings.frontier_default()
+        self.frontier: ModelSettings | None = self.models.get(frontier) if frontier else None
+        self.started_at = time.time()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, sim_url: str | None = None, events: EventSink | None = None, **kwargs: Any
+    ) -> Gateway:
+        """The production wiring: the routing package's ``Router`` and a fresh pooled client."""
+        from streams.routing.router import Router  # imported here: routing is built separately
+
+        return cls(settings, Router(settings), UpstreamClient(sim_url), events, **kwargs)
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- decisions ----------------------------------------------------------------------------------
+
+    def decide(
+        self, req: CanonicalRequest, headers: Mapping[str, str], requested: str, session_id: str
+    ) -> Decision | None:
+        """The router's decision for an auto model, a passthrough for a configured one, else None."""
+        try:
+            auto = self.router.is_auto(requested)
+        except Exception:
+            log.exception("router.is_auto failed; treating %r as a model name", requested)
+            auto = False
+        if auto:
+            try:
+                decision = self.router.decide(req, headers, requested_model=requested)
+            except Exception:
+                # Safety first: a broken policy must not take the service down; use the frontier default.
+                log.exception("router.decide failed; using the frontier default")
+                if self.frontier is None:
+                    raise
+                return self.passthrough(self.frontier, session_id, policy="fallback", reason="router error")
+            if not decision.session_id:
+                decision.session_id = session_id
+            return decision
+        model = self.models.get(requested)
+        if model is None:
+            return None
+        return self.passthrough(model, session_id)
+
+    def passthrough(
+        self, model: ModelSettings, session_id: str, *, policy: str = "passthrough", reason: str = "model named"
+    ) -> Decision:
+        return Decision(
+            decision_id=new_id(),
+            session_id=session_id,
+            model=model.name,
+            provider=model.providers[0],
+            policy=policy,
+            policy_version=0,
+            reason=reason,
+            confidence=1.0,
+            propensity=1.0,
+            route="passthrough",
+            ts_ms=int(time.time() * 1000),
+        )
+
+    def candidates(self, decision: Decision) -> list[Candidate]:
+        model = self.models.get(decision.model)
+        if model is None:
+            return []
+        return candidates(model, decision.provider, decision.fallbacks, self.models, self.providers)
+
+    # --- events and health -----------------------------------------------------------------------------
+
+    def emit(self, decision: Decision, trace: dict[str, Any], **context: Any) -> None:
+        """Hand the decision and trace to the sink; a failing sink never fails a request."""
+        try:
+            self.events.emit_decision(decision, **context)
+            self.events.emit_trace(trace)
+        except Exception:
+            log.exception("event sink failed; events dropped")
+
+    def emit_decision_only(self, decision: Decision, **context: Any) -> None:
+        """A decide-only answer (POST /v1/route): the decision, no trace."""
+        try:
+            self.events.emit_decision(decision, **context)
+        except Exception:
+            log.exception("event sink failed; decision dropped")
+
+    def health(self) -> dict[str, Any]:
+        components: dict[str, str] = {"gateway": "ok", "upstream_client": "ok" if self.client.started else "idle"}
+        if self.health_probe is not None:
+            try:
+                components.update(self.health_probe())
+            except Exception as exc:
+                components["probe"] = f"error: {type(exc).__name__}"
+        status = "ok" if all(v in ("ok", "idle", "disabled") for v in components.values()) else "degraded"
+        return {
+            "status": status,
+            "components": components,
+            "models": len(self.models),
+            "providers": len(self.providers),
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
