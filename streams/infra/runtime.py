@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -10,6 +11,20 @@ from streams.config import Settings
 from streams.infra.health import create_health_app
 from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
+
+
+def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> Any:
+    """The gateway: router with the learned policy, pooled upstream client, events to Kafka."""
+    from streams.ingress.app import create_app
+    from streams.ingress.gateway import Gateway
+    from streams.providers.client import UpstreamClient
+    from streams.routing.bandit import ContextualBandit
+    from streams.routing.router import Router
+
+    bandit = ContextualBandit.from_settings(settings.routing.bandit, settings.models)
+    router = Router(settings, bandit=bandit)
+    gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), events, health=stack.components)
+    return create_app(gateway)
 
 
 async def run_service(
@@ -24,7 +39,7 @@ async def run_service(
     server: HttpServer | None = None
     try:
         await stack.start()
-        app = create_health_app(stack.health)
+        app = build_gateway_app(settings, stack) if gateway else create_health_app(stack.health)
         server = HttpServer(app, settings.server.host, settings.server.port)
         await server.start()
         stack.state.set("http", True, server.url)

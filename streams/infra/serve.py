@@ -36,7 +36,7 @@ class HttpServer:
         self.sock = bind_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(
-            app, log_level=log_level, access_log=False, lifespan="off",
+            app, log_level=log_level, access_log=False, lifespan="auto",
             http="httptools", loop="none", timeout_keep_alive=75, backlog=2048,
         )
         self.server = _QuietServer(config)

@@ -125,6 +125,10 @@ class Stack:
             self.state.set("broker", False, "embedded broker exited")
         return self.state.health()
 
+    def components(self) -> dict[str, dict[str, Any]]:
+        """Component states for the gateway's /health: {name: {"ok": bool, "detail": str}}."""
+        return self.health()["components"]
+
     async def start(self) -> None:
         await self.start_broker()
         await self.start_clickhouse()

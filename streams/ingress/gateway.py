@@ -23,7 +23,7 @@ from streams.translation.canonical import CanonicalRequest
 log = logging.getLogger(__name__)
 
 # Component name -> state ("ok", "degraded", "down", or a short message).
-HealthProbe = Callable[[], Mapping[str, str]]
+HealthProbe = Callable[[], Mapping[str, Any]]
 
 
 class RouterLike(Protocol):
@@ -152,13 +152,14 @@ class Gateway:
             log.exception("event sink failed; decision dropped")
 
     def health(self) -> dict[str, Any]:
-        components: dict[str, str] = {"gateway": "ok", "upstream_client": "ok" if self.client.started else "idle"}
+        # A component is a state word ("ok", "idle", "disabled", or a problem) or {"ok": bool, "detail": str}.
+        components: dict[str, Any] = {"gateway": "ok", "upstream_client": "ok" if self.client.started else "idle"}
         if self.health_probe is not None:
             try:
                 components.update(self.health_probe())
             except Exception as exc:
                 components["probe"] = f"error: {type(exc).__name__}"
-        status = "ok" if all(v in ("ok", "idle", "disabled") for v in components.values()) else "degraded"
+        status = "ok" if all(_healthy(v) for v in components.values()) else "degraded"
         return {
             "status": status,
             "components": components,
@@ -166,3 +167,9 @@ class Gateway:
             "providers": len(self.providers),
             "uptime_s": round(time.time() - self.started_at, 1),
         }
+
+
+def _healthy(state: Any) -> bool:
+    if isinstance(state, dict):
+        return bool(state.get("ok"))
+    return state in ("ok", "idle", "disabled")
