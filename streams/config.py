@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from streams.reliability.settings import ReliabilitySettings, VirtualKeySettings
 from streams.routing.settings import RoutingSettings
 
 ProviderDialect = Literal["openai_chat", "openai_responses", "anthropic_messages"]
@@ -132,7 +133,8 @@ class Settings(BaseModel):
     providers: list[ProviderSettings] = Field(default_factory=list)
     models: list[ModelSettings] = Field(default_factory=list)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    virtual_keys: list[dict[str, Any]] = Field(default_factory=list)
+    reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
+    virtual_keys: list[VirtualKeySettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:

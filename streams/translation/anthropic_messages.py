@@ -227,9 +227,13 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     tc = body.get("tool_choice")
     if tc is not None:
         expect(isinstance(tc, dict), "tool_choice must be an object", "tool_choice")
-        mode = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}.get(tc.get("type"))  # type: ignore[arg-type]
+        kind = tc.get("type")
+        modes = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+        mode = modes.get(kind) if isinstance(kind, str) else None
         expect(mode is not None, "tool_choice.type is not valid", "tool_choice.type")
-        req.tool_choice = ToolChoice(mode=mode, name=tc.get("name"), parallel=not tc.get("disable_parallel_tool_use"))  # type: ignore[arg-type]
+        name = tc.get("name")
+        expect(name is None or isinstance(name, str), "tool_choice.name must be a string", "tool_choice.name")
+        req.tool_choice = ToolChoice(mode=mode, name=name, parallel=not tc.get("disable_parallel_tool_use"))  # type: ignore[arg-type]
 
     mt = body.get("max_tokens")
     if mt is not None:

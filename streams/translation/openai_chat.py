@@ -309,7 +309,8 @@ def _parse_tool_choice(tc: Any, parallel: Any) -> ToolChoice | None:
     if tc in ("auto", "none", "required"):
         return ToolChoice(mode=tc, parallel=par)
     if isinstance(tc, dict):
-        name = (tc.get("function") or {}).get("name") or tc.get("name")
+        fn = tc.get("function")
+        name = (fn.get("name") if isinstance(fn, dict) else None) or tc.get("name")
         if isinstance(name, str):
             return ToolChoice(mode="tool", name=name, parallel=par)
     raise TranslationError("tool_choice is not valid", param="tool_choice")

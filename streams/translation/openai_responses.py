@@ -204,9 +204,9 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
             else:
                 req.messages.append(Message("tool", [result]))
         elif kind == "reasoning":
-            summary = "\n\n".join(s.get("text") or "" for s in it.get("summary") or [] if isinstance(s, dict))
-            if not summary and it.get("content"):
-                summary = "".join(c.get("text") or "" for c in it["content"] if isinstance(c, dict))
+            summary = "\n\n".join(_texts(it.get("summary")))
+            if not summary:
+                summary = "".join(_texts(it.get("content")))
             _assistant(req).parts.append(
                 ThinkingPart(summary, signature=it.get("encrypted_content") or None, id=it.get("id"))
             )
@@ -829,3 +829,10 @@ class StreamWriter:
                 )
         self._output[oi] = done
         return out + self._ev("response.output_item.done", {"output_index": oi, "item": done})
+
+
+def _texts(items: Any) -> list[str]:
+    """The ``text`` strings of a list of parts; anything else (wrong types from a client) is skipped."""
+    if not isinstance(items, list):
+        return []
+    return [t for p in items if isinstance(p, dict) and isinstance(t := p.get("text"), str)]

@@ -1,0 +1,217 @@
+"""Soak run (not CI): sustained load for N minutes against a running gateway (with the simulated provider
+behind it), printing per minute: requests, errors, client-side latency p50/p99 and the gateway's RSS.
+Steady RSS and flat p99 over the run are the pass criteria ("steady memory, no growth").
+
+    weave-router up &                                      # or: weave-router gateway (sim providers)
+    .venv/bin/python bench/soak.py --minutes 10 --rate 200 --pid $(pgrep -n -f 'weave-router up')
+    .venv/bin/python bench/soak.py --embedded --minutes 2  # starts sim + gateway in this process
+
+Loopback only; every loop is bounded by the deadline, so the run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+BODIES: list[tuple[str, dict[str, Any]]] = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "fix the failing test in utils.py"}]}),
+    ("/v1/responses", {"input": "add a --verbose flag", "store": False}),
+    ("/v1/messages", {"max_tokens": 256, "messages": [{"role": "user", "content": "explain this stack trace"}]}),
+]
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def pct(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
+
+
+def check_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        sys.exit(f"soak: refusing non-loopback target {url!r}")
+
+
+class Window:
+    def __init__(self) -> None:
+        self.lat_ms: list[float] = []
+        self.errors: dict[str, int] = {}
+
+    def ok(self, ms: float) -> None:
+        self.lat_ms.append(ms)
+
+    def err(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def one(client: httpx.AsyncClient, model: str, stream: bool, win: Window, rng: random.Random) -> None:
+    path, body = rng.choice(BODIES)
+    body = {**body, "model": model, "stream": stream}
+    t0 = time.perf_counter()
+    try:
+        if stream:
+            async with client.stream("POST", path, json=body) as resp:
+                async for _ in resp.aiter_raw():
+                    pass
+                status = resp.status_code
+        else:
+            resp = await client.post(path, json=body)
+            status = resp.status_code
+    except httpx.HTTPError as exc:
+        win.err(type(exc).__name__)
+        return
+    if status >= 400:
+        win.err(str(status))
+    else:
+        win.ok((time.perf_counter() - t0) * 1000)
+
+
+async def soak(url: str, minutes: float, rate: float, concurrency: int, model: str, pid: int | None,
+               stream_share: float, seed: int, window_s: float = 60.0) -> None:
+    rng = random.Random(seed)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"x-api-key": os.environ.get("SOAK_API_KEY", "soak"), "authorization": "Bearer " + os.environ.get("SOAK_API_KEY", "soak")}
+    deadline = time.monotonic() + minutes * 60
+    sem = asyncio.Semaphore(concurrency)
+    pending: set[asyncio.Task[None]] = set()
+    print(f"soak: {url} for {minutes:g} min at {rate:g} req/s (max {concurrency} in flight), model {model}")
+    print(f"{'win':>4} {'reqs':>7} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'rss MB':>8}  error kinds")
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=headers, timeout=60) as client:
+        minute = 0
+        first_rss: float | None = None
+        while time.monotonic() < deadline:
+            minute += 1
+            win = Window()
+            window_end = min(deadline, time.monotonic() + window_s)
+            interval = 1.0 / rate
+            next_at = time.monotonic()
+            while time.monotonic() < window_end:
+                await sem.acquire()
+
+                async def run(w: Window = win) -> None:
+                    try:
+                        await one(client, model, rng.random() < stream_share, w, rng)
+                    finally:
+                        sem.release()
+
+                task = asyncio.create_task(run())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    next_at = time.monotonic()  # behind schedule: do not build a burst backlog
+            lat = sorted(win.lat_ms)
+            rss = rss_mb(pid) if pid else rss_mb(os.getpid())
+            if first_rss is None:
+                first_rss = rss
+            growth = f" (+{rss - first_rss:.1f})" if rss is not None and first_rss is not None else ""
+            rss_txt = f"{rss:.1f}{growth}" if rss is not None else "n/a"
+            print(f"{minute:>4} {len(lat) + sum(win.errors.values()):>7} {sum(win.errors.values()):>7} "
+                  f"{pct(lat, 0.50):>8.1f} {pct(lat, 0.99):>8.1f} {rss_txt:>8}  {json.dumps(win.errors) if win.errors else ''}",
+                  flush=True)
+        # Bounded drain: in-flight requests get 30 s, then they are cancelled.
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=30)
+            for t in late:
+                t.cancel()
+
+
+@contextlib.contextmanager
+def embedded_stack() -> Iterator[str]:
+    """Sim + gateway on loopback in a background thread (this process); yields the gateway URL."""
+    import uvicorn
+
+    from streams.config import load_settings
+    from streams.ingress.app import create_app, listen_socket, uvicorn_config
+    from streams.ingress.gateway import Gateway
+    from streams.providers.sim.config import SimConfig
+    from streams.providers.sim.server import running_sim
+
+    ready = threading.Event()
+    url: list[str] = []
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        settings = load_settings(env={})
+        sim = SimConfig.from_settings(settings)
+        async with running_sim(sim) as sim_url:
+            gateway = Gateway.from_settings(settings, sim_url=sim_url)
+            sock = listen_socket("127.0.0.1", 0)
+            server = uvicorn.Server(uvicorn_config(create_app(gateway)))
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                await asyncio.sleep(0.05)
+            url.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+            ready.set()
+            await stop[0].wait()
+            server.should_exit = True
+            await asyncio.wait_for(task, timeout=10)
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    if not ready.wait(timeout=30):
+        sys.exit("soak: embedded stack did not start")
+    try:
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(timeout=15)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", default="http://127.0.0.1:8787", help="gateway base URL (loopback only)")
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--rate", type=float, default=100.0, help="requests per second offered")
+    ap.add_argument("--concurrency", type=int, default=64, help="max requests in flight")
+    ap.add_argument("--model", default="router/auto")
+    ap.add_argument("--stream-share", type=float, default=0.5, help="share of streaming requests")
+    ap.add_argument("--pid", type=int, default=None, help="gateway process id, for its RSS (default: this process)")
+    ap.add_argument("--embedded", action="store_true", help="start sim + gateway in this process")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--window-s", type=float, default=60.0, help="report interval (default: a minute)")
+    args = ap.parse_args()
+    if args.minutes <= 0 or args.minutes > 24 * 60 or args.rate <= 0:
+        sys.exit("soak: --minutes must be in (0, 1440] and --rate > 0")
+    with embedded_stack() if args.embedded else contextlib.nullcontext(args.url) as url:
+        check_loopback(url)
+        asyncio.run(soak(url, args.minutes, args.rate, args.concurrency, args.model, args.pid,
+                         args.stream_share, args.seed, args.window_s))
+
+
+if __name__ == "__main__":
+    main()
