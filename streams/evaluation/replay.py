@@ -28,6 +28,10 @@ from streams.routing.settings import BanditSettings
 PASS_THRESHOLD = 0.5  # a graded score below this counts as a failed attempt (worth escalating)
 KNOB_FACTORS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # knob = factor / reference cost
 REGRET_POINTS = 50
+# A coding agent retrying a failed task with another (usually stronger) model: up to five runs in
+# all. On real agent data the fourth and fifth attempts are what lift a cascade of cheap models
+# above the best single model (hard tasks are solved by a different model, not by the same one).
+DEFAULT_MAX_ATTEMPTS = 5
 
 
 class ReplayPolicy(Protocol):
@@ -316,7 +320,7 @@ def run_replay(
     dataset_dir: str | Path | OutcomeMatrix,
     *,
     seeds: int = 5,
-    max_attempts: int = 3,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     config: Settings | BanditSettings | str | Path | None = None,
     knob_values: Sequence[float] | None = None,
     curve: bool = True,

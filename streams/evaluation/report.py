@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from streams.evaluation.replay import ReplayReport, run_replay
+from streams.evaluation.replay import DEFAULT_MAX_ATTEMPTS, ReplayReport, run_replay
 
 
 def render_table(report: ReplayReport, console: Console | None = None) -> None:
@@ -114,7 +114,7 @@ def main(
     dataset: str | Path,
     config: str | Path | None = None,
     seeds: int = 5,
-    max_attempts: int = 3,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     report: str | Path | None = None,
     plot: str | Path | None = None,
     knobs: Sequence[float] | None = None,
@@ -136,7 +136,7 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--config")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--max-attempts", type=int, default=3)
+    ap.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS)
     ap.add_argument("--report")
     ap.add_argument("--plot")
     a = ap.parse_args(argv)

@@ -55,6 +55,10 @@ MAX_ATTEMPT_SLOTS = 16
 # how many attempts remain after this one.
 ATTEMPT_KEY = "attempt"
 ATTEMPTS_LEFT_KEY = "attempts_left"
+# Keys the model already has in its head, so they are not hashed again: the router's
+# ``Features.vector()`` carries a constant "bias", which would otherwise take a context slot and
+# dilute the normalised context.
+_HEAD_KEYS = frozenset({ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, "bias"})
 # Layout of the model's input: [bias, attempt>=2, attempt>=3, attempt>=4, hashed context ...].
 # The cascade indicators sit outside the normalised hashed part so that "this is a retry" keeps its
 # full weight however long the prompt is.
@@ -237,7 +241,7 @@ class ContextualBandit:
         slots = self._slots
         log1p, copysign = math.log1p, math.copysign
         for name, value in context.items():
-            if not value or name in (ATTEMPT_KEY, ATTEMPTS_LEFT_KEY):
+            if not value or name in _HEAD_KEYS:
                 continue
             s = slots.get(name)
             if s is None:

@@ -11,6 +11,7 @@ import pytest
 
 from streams.config import ModelSettings
 from streams.routing.bandit import ArmPrior, ContextualBandit, priors_from_models
+from streams.routing.features import Features
 
 ARMS = ["cheap", "strong"]
 PRIORS = {"cheap": ArmPrior(0.5, 0.01), "strong": ArmPrior(0.5, 0.10)}
@@ -163,3 +164,15 @@ def test_predict_is_fast() -> None:
             b.predict_one(ctxs[i % 50], arms)
         per_call.append((time.perf_counter() - t) / 400)
     assert min(per_call) < 0.4e-3  # budget 0.2 ms (measured ~0.1 ms idle); generous for shared cores
+
+
+def test_accepts_router_feature_vector_with_cascade_keys() -> None:
+    # The router passes Features.vector() plus the cascade's attempt counters; its constant "bias"
+    # must not take a context slot (the model has its own intercept).
+    b = ContextualBandit(ARMS, seed=3)
+    ctx = {**Features().vector(), "attempt": 1.0, "attempts_left": 2.0}
+    arm, propensity, confidence = b.predict_one(ctx, ARMS)
+    assert arm in ARMS and 0 < propensity <= 1 and 0 <= confidence <= 1
+    b.learn_outcome(ctx, arm, 1.0, 0.01)
+    without_bias = {k: v for k, v in ctx.items() if k != "bias"}
+    assert np.allclose(b.estimates(ctx, ARMS)[0], b.estimates(without_bias, ARMS)[0])
