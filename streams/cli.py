@@ -116,6 +116,106 @@ def sim(
     _run(main())
 
 
+@app.command()
+def replay(
+    dataset: Annotated[Path, typer.Option("--dataset", help="folder with outcomes.csv (+ tasks.jsonl, META.json)")],
+    config: ConfigOpt = None,
+    seeds: Annotated[int, typer.Option("--seeds")] = 5,
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts", help="attempts per task (cascade)")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="write the JSON report here")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write PNG plots into this folder")] = None,
+) -> None:
+    """Replay the learned policy online over an outcome matrix, with bandit feedback only."""
+    from streams.evaluation.report import DEFAULT_MAX_ATTEMPTS
+    from streams.evaluation.report import main as replay_main
+
+    if not (dataset / "outcomes.csv").is_file():
+        console.print(f"[red]error:[/red] {dataset} has no outcomes.csv")
+        raise typer.Exit(2)
+    replay_main(dataset, config, seeds, max_attempts or DEFAULT_MAX_ATTEMPTS, report, plot,
+                console=Console())
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    since: Annotated[str, typer.Option("--since", help="window start: ISO time, epoch s, or a span like 24h")] = "24h",
+    until: Annotated[str | None, typer.Option("--until")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write PNG charts into this folder")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="a running service (default: the configured one)")] = None,
+) -> None:
+    """Cost, savings, success rate and overhead for a time window (from the running service or ClickHouse)."""
+    from streams.analytics.report import main as report_main
+
+    raise typer.Exit(report_main(_settings(config), since, until, as_json, plot, url))
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="gateway URL (default: the configured one)")] = None,
+    sessions: Annotated[int, typer.Option("--sessions")] = 24,
+) -> None:
+    """Drive simulated coding-agent sessions (tool loops, test outcomes) through a running stack."""
+    from streams.analytics.demo import run_demo
+    from streams.analytics.report import service_url
+
+    run_demo(base_url or service_url(_settings(config)), sessions=sessions)
+
+
+keys_app = typer.Typer(help="Virtual API keys for clients (stored hashed, scoped, revocable).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    config: ConfigOpt = None,
+    models: Annotated[list[str] | None, typer.Option("--model", help="allowed model pattern (repeat)")] = None,
+    routes: Annotated[list[str] | None, typer.Option("--route", help="allowed route pattern (repeat)")] = None,
+    requests_per_min: Annotated[float | None, typer.Option("--rpm")] = None,
+    tokens_per_min: Annotated[float | None, typer.Option("--tpm")] = None,
+    usd_per_day: Annotated[float | None, typer.Option("--usd-per-day")] = None,
+    usd_per_month: Annotated[float | None, typer.Option("--usd-per-month")] = None,
+    team: Annotated[str | None, typer.Option("--team")] = None,
+) -> None:
+    """Create a key; it is printed once and stored only as a salted hash."""
+    from streams.reliability.keys import KeyStoreError, keys_cli_create
+
+    try:
+        print(keys_cli_create(_settings(config), name, models=models or [], routes=routes or [],
+                              requests_per_min=requests_per_min, tokens_per_min=tokens_per_min,
+                              usd_per_day=usd_per_day, usd_per_month=usd_per_month, team=team))
+    except KeyStoreError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@keys_app.command("list")
+def keys_list(
+    config: ConfigOpt = None,
+    include_revoked: Annotated[bool, typer.Option("--all")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List keys (never the secret)."""
+    from streams.reliability.keys import keys_cli_list
+
+    print(keys_cli_list(_settings(config), include_revoked=include_revoked, as_json=as_json))
+
+
+@keys_app.command("revoke")
+def keys_revoke(ident: str, config: ConfigOpt = None) -> None:
+    """Revoke a key by id or name."""
+    from streams.reliability.keys import KeyStoreError, keys_cli_revoke
+
+    try:
+        print(keys_cli_revoke(_settings(config), ident))
+    except KeyStoreError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     try:
         app()
