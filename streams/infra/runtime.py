@@ -15,6 +15,9 @@ from streams.infra.stack import Stack
 
 def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> Any:
     """The gateway: router with the learned policy, pooled upstream client, events to Kafka."""
+    from streams.analytics.api import analytics_routes
+    from streams.analytics.metrics import RouterMetrics, metrics_route
+    from streams.infra.observed import MeteredEventSink
     from streams.ingress.app import create_app
     from streams.ingress.gateway import Gateway
     from streams.providers.client import UpstreamClient
@@ -23,8 +26,13 @@ def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> A
 
     bandit = ContextualBandit.from_settings(settings.routing.bandit, settings.models)
     router = Router(settings, bandit=bandit)
-    gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), events, health=stack.components)
-    return create_app(gateway)
+    metrics = RouterMetrics()
+    sink = MeteredEventSink(events, metrics)
+    gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), sink, health=stack.components)
+    app = create_app(gateway)
+    app.router.routes.extend(analytics_routes(lambda: stack.clickhouse, settings))
+    app.router.routes.append(metrics_route(metrics))
+    return app
 
 
 async def run_service(
