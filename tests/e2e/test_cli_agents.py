@@ -1,0 +1,307 @@
+"""The real Claude Code and Codex CLIs, run headless through the gateway to the simulated provider.
+
+Each test gives the agent a task that needs one tool call round trip: the simulator is scripted (with
+an ``x-sim-script`` header, which the gateway forwards to simulated providers) to call the agent's
+shell tool with ``touch <marker>`` first; after the tool result it answers with text that starts with
+"Done: checked the tool output." (the simulator says so only when the request it got ends in a tool
+result, so the sentence proves the second request carried the tool result through any translation).
+Every CLI runs once per provider dialect: the same dialect as the client and the two others.
+
+What a user would see is what is checked: the CLI exits 0, reports the simulator's final answer, the
+marker file exists (the tool really ran), the gateway's /metrics count the requests on the intended
+model and provider, and the simulator's /sim/stats saw them in the provider's dialect.
+
+The CLIs come from ``npm ci`` (package.json; ``./dev test`` runs it); without them the tests skip.
+Only loopback is used: the service runs on the embedded default (simulated providers, no keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "node_modules" / ".bin"
+CLAUDE = BIN / "claude"
+CODEX = BIN / "codex"
+DEFAULT_CONFIG = ROOT / "streams" / "default_config.yaml"
+CLI_TIMEOUT_S = 120
+START_TIMEOUT_S = 90
+FINAL_ANSWER = "Done: checked the tool output."
+# Variables that could point a CLI at a real service, a proxy or another config: never inherited.
+_LEAK_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "WEAVE_", "KAFKA_", "CLICKHOUSE_")
+_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A configured model and where the gateway must send it (``streams/default_config.yaml``)."""
+
+    model: str
+    provider: str
+    dialect: str  # the provider's dialect, as the simulator counts it
+
+
+ANTHROPIC = Target("claude-opus-sim", "sim-anthropic", "anthropic_messages")
+ANTHROPIC_SMALL = Target("claude-haiku-sim", "sim-anthropic", "anthropic_messages")
+CHAT = Target("gpt-mini-sim", "sim-openai", "openai_chat")
+CHAT_CHEAP = Target("deepseek-sim", "sim-openai", "openai_chat")
+RESPONSES = Target("gpt-frontier-sim", "sim-responses", "openai_responses")
+
+
+# -- the CLIs (the service fixture skips the module before starting when neither is installed) ----------
+@pytest.fixture
+def claude() -> Path:
+    if not CLAUDE.exists():
+        pytest.skip(f"Claude Code is not installed at {CLAUDE} (run `npm ci` in {ROOT})")
+    return CLAUDE
+
+
+@pytest.fixture
+def codex() -> Path:
+    if not CODEX.exists():
+        pytest.skip(f"Codex is not installed at {CODEX} (run `npm ci` in {ROOT})")
+    if shutil.which("node") is None:
+        pytest.skip("the Codex launcher (codex.js) needs node on PATH")
+    return CODEX
+
+
+# -- the service ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Service:
+    url: str
+    sim_url: str
+    log: Path
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAK_PREFIXES) and k.lower() not in _PROXY_VARS}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One ``weave-router up`` (embedded broker, chDB, simulator) serving every test of the module."""
+    if not (CLAUDE.exists() or CODEX.exists()):
+        pytest.skip(f"neither {CLAUDE} nor {CODEX} is installed (run `npm ci` in {ROOT})")
+    tmp = tmp_path_factory.mktemp("weave-e2e")
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["sim"] = {"ttft_ms": 0, "tokens_per_s": 0}  # as fast as possible: the tests time the CLIs
+    config_file = tmp / "weave-router.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    log = tmp / "service.log"
+    # COLUMNS: the console must not wrap the "listening on" line the URL is read from.
+    env = {**_child_env(), "WEAVE_DATA_DIR": str(tmp / "data"), "COLUMNS": "250"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "up", "--port", "0", "--config", str(config_file)],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+    try:
+        url = ""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not url and time.monotonic() < deadline and proc.poll() is None:
+            m = re.search(r"listening on (http://\S+)", log.read_text())
+            url = m.group(1) if m else ""
+            time.sleep(0.1)
+        assert url, f"weave-router up did not report its address:\n{log.read_text()}"
+        detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
+        sim = re.search(r"http://[\d.]+:\d+", detail)
+        assert sim, f"no simulator URL in /health: {detail!r}"
+        yield Service(url, sim.group(0), log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- what the gateway and the simulator counted --------------------------------------------------------
+_SAMPLE = re.compile(r"^weave_router_requests_total\{([^}]*)\}\s+([0-9.eE+-]+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def gateway_requests(service: Service) -> dict[tuple[str, str, str, str], float]:
+    """``weave_router_requests_total`` by (client dialect, model, provider, status)."""
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, str, str, str], float] = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m:
+            labels = dict(_LABEL.findall(m.group(1)))
+            key = (labels.get("dialect", ""), labels.get("model", ""), labels.get("provider", ""), labels.get("status", ""))
+            out[key] = float(m.group(2))
+    return out
+
+
+def sim_requests(service: Service) -> dict[tuple[str, str], int]:
+    """Requests the simulator received, by (model, dialect)."""
+    stats = _get_json(f"{service.sim_url}/sim/stats")
+    return {(model, dialect): n for model, per in stats["requests"].items() for dialect, n in per.items()}
+
+
+def _delta(after: dict[Any, float], before: dict[Any, float]) -> dict[Any, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+class Counts:
+    """Snapshot both counters before a CLI runs; ``check`` asserts what the run added."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.gateway = gateway_requests(service)
+        self.sim = sim_requests(service)
+
+    def check(self, client_dialect: str, target: Target) -> None:
+        gateway = _delta(gateway_requests(self.service), self.gateway)
+        sim = _delta(sim_requests(self.service), self.sim)
+        served = gateway.get((client_dialect, target.model, target.provider, "200"), 0)
+        # At least the tool call turn and the turn after the tool result, all on the intended model.
+        assert served >= 2, f"gateway requests by (dialect, model, provider, status): {gateway}"
+        assert set(gateway) == {(client_dialect, target.model, target.provider, "200")}, gateway
+        # The simulator got every one of them, in the provider's dialect (translated when it differs).
+        assert sim == {(target.model, target.dialect): served}, sim
+
+
+def _script(tool: str, arguments: dict[str, Any]) -> str:
+    """The ``x-sim-script`` header: call ``tool`` while the last message is not a tool result."""
+    return json.dumps({"tool_calls": [{"name": tool, "arguments": arguments}]}, separators=(",", ":"))
+
+
+def _failure(proc: subprocess.CompletedProcess[str], service: Service) -> str:
+    log = service.log.read_text()[-4000:]
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}\nservice log:\n{log}"
+
+
+# -- Claude Code (Anthropic Messages) ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(ANTHROPIC, id="same-dialect-anthropic"),
+        pytest.param(CHAT, id="cross-dialect-chat"),
+        pytest.param(RESPONSES, id="cross-dialect-responses"),
+    ],
+)
+def test_claude_code_completes_a_tool_round_trip(
+    claude: Path, service: Service, tmp_path: Path, target: Target
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    marker = f"weave-e2e-{target.model}"
+    script = _script("Bash", {"command": f"touch {marker}", "description": "Create the marker file"})
+    env = {
+        **_child_env(),
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": service.url,
+        "ANTHROPIC_API_KEY": "x",
+        "ANTHROPIC_CUSTOM_HEADERS": f"x-sim-script: {script}",
+        # Background requests (if any) go to the same model, so every request is accounted for.
+        "ANTHROPIC_SMALL_FAST_MODEL": target.model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": target.model,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+    counts = Counts(service)
+    proc = subprocess.run(
+        [str(claude), "-p", f"Create an empty file named {marker} in the current directory.",
+         "--output-format", "json", "--model", target.model, "--allowedTools", "Bash(touch:*)"],
+        env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, _failure(proc, service)
+    result = json.loads(proc.stdout)
+    assert result["subtype"] == "success" and result["is_error"] is False, result
+    assert result["num_turns"] >= 2, result
+    assert result["permission_denials"] == [], result
+    assert result["result"].startswith(FINAL_ANSWER), result["result"]
+    assert target.model in result["modelUsage"], result["modelUsage"]
+    assert (work / marker).exists(), f"the Bash tool did not run: {sorted(p.name for p in work.iterdir())}"
+    counts.check("anthropic_messages", target)
+
+
+# -- Codex (OpenAI Responses) ---------------------------------------------------------------------------
+def _codex_config(service: Service, model: str, script: str) -> str:
+    # json.dumps gives a valid TOML basic string (same escapes).
+    return (
+        f"model = {json.dumps(model)}\n"
+        'model_provider = "weave"\n\n'
+        "[model_providers.weave]\n"
+        'name = "Weave Router"\n'
+        f"base_url = {json.dumps(service.url + '/v1')}\n"
+        'wire_api = "responses"\n'
+        'env_key = "WEAVE_KEY"\n'
+        f'http_headers = {{ "x-sim-script" = {json.dumps(script)} }}\n\n'
+        # No telemetry export and no plugin sync: offline, each waits ~5 s for a DNS failure at exit.
+        # (Keys checked with `codex exec --strict-config` on the pinned 0.169.0.)
+        "[analytics]\n"
+        "enabled = false\n\n"
+        "[features]\n"
+        "plugins = false\n"
+        "apps = false\n"
+        "remote_plugin = false\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(RESPONSES, id="same-dialect-responses"),
+        pytest.param(ANTHROPIC_SMALL, id="cross-dialect-anthropic"),
+        pytest.param(CHAT_CHEAP, id="cross-dialect-chat"),
+    ],
+)
+def test_codex_completes_a_tool_round_trip(codex: Path, service: Service, tmp_path: Path, target: Target) -> None:
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
+    for d in (home, codex_home, work):
+        d.mkdir()
+    marker = f"weave-e2e-{target.model}"
+    script = _script("exec_command", {"cmd": f"touch {marker}"})
+    (codex_home / "config.toml").write_text(_codex_config(service, target.model, script))
+    env = {**_child_env(), "HOME": str(home), "CODEX_HOME": str(codex_home), "WEAVE_KEY": "x"}
+    counts = Counts(service)
+    # The sandbox needs user namespaces, which CI containers often lack; the only command the scripted
+    # model runs is the `touch` above, inside this test's tmp dir.
+    proc = subprocess.run(
+        [str(codex), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+         "--color", "never", "--json", f"Create an empty file named {marker} in the current directory."],
+        env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, _failure(proc, service)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    items = [e["item"] for e in events if e.get("type") == "item.completed"]
+    commands = [i for i in items if i.get("type") == "command_execution"]
+    assert [(c["exit_code"], marker in c["command"]) for c in commands] == [(0, True)], commands
+    messages = [i["text"] for i in items if i.get("type") == "agent_message"]
+    assert messages and messages[-1].startswith(FINAL_ANSWER), messages
+    assert any(e.get("type") == "turn.completed" for e in events), events
+    assert not any(e.get("type") in ("turn.failed", "error") for e in events), events
+    assert (work / marker).exists(), f"the shell tool did not run: {sorted(p.name for p in work.iterdir())}"
+    counts.check("openai_responses", target)
