@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.console import Console
+from starlette.routing import Route
 
 from streams.config import Settings
 from streams.infra.health import create_health_app
 from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
+from streams.reliability.redact import install
 
 
 def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> Any:
@@ -28,10 +31,27 @@ def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> A
     router = Router(settings, bandit=bandit)
     metrics = RouterMetrics()
     sink = MeteredEventSink(events, metrics)
+    # Gateway.health adds the reliability layer's open breakers to the stack's components.
     gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), sink, health=stack.components)
+    rel = gateway.reliability
+    providers = [p.name for p in settings.providers]
+
+    def sync_breakers() -> None:
+        # Breakers change state lazily (open -> half_open when read), so read them at scrape time.
+        states = rel.provider_states()
+        for name in providers:
+            metrics.set_breaker(name, states.get(name, "closed"))  # type: ignore[arg-type]
+
     app = create_app(gateway)
     app.router.routes.extend(analytics_routes(lambda: stack.clickhouse, settings))
-    app.router.routes.append(metrics_route(metrics))
+    route = metrics_route(metrics)
+    scrape = route.endpoint
+
+    async def metrics_endpoint(request: Any) -> Any:
+        sync_breakers()
+        return await scrape(request)
+
+    app.router.routes.append(Route(route.path, metrics_endpoint, methods=["GET"]))
     return app
 
 
@@ -49,6 +69,12 @@ async def run_service(
         await stack.start()
         app = build_gateway_app(settings, stack) if gateway else create_health_app(stack.health)
         server = HttpServer(app, settings.server.host, settings.server.port)
+        if gateway:
+            # After uvicorn set up its loggers: every handler (root's and uvicorn's) redacts secrets,
+            # the upstream keys' values included.
+            redactor = app.state.gateway.reliability.redactor
+            install(redactor)
+            install(redactor, logging.getLogger("uvicorn"))
         await server.start()
         stack.state.set("http", True, server.url)
         for comp in stack.state.components.values():

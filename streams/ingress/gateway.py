@@ -13,10 +13,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from streams.config import ModelSettings, ProviderSettings, Settings
-from streams.ingress.auth import AuthHook, accept_any
+from streams.ingress.auth import AuthHook, ClientIdentity, accept_any
+from streams.ingress.context import client_key
+from streams.ingress.errors import send_error
 from streams.ingress.events import EventSink, NullEventSink
 from streams.providers.client import UpstreamClient
 from streams.providers.failover import Candidate, FailoverPolicy, candidates
+from streams.reliability.keys import VirtualKey
+from streams.reliability.policy import Reliability
 from streams.routing.decision import Decision
 from streams.translation.canonical import CanonicalRequest
 
@@ -52,6 +56,7 @@ class Gateway:
         health: HealthProbe | None = None,
         auth: AuthHook | None = None,
         failover: FailoverPolicy | None = None,
+        reliability: Reliability | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -59,8 +64,11 @@ class Gateway:
         self.events: EventSink = events or NullEventSink()
         self.health_probe = health
         self.auth: AuthHook = auth or accept_any
-        self.failover = failover or FailoverPolicy()
+        # Virtual keys, limits, concurrency cap, breakers, balancer, retries: see streams/reliability.
+        self.reliability = reliability or Reliability.from_settings(settings)
+        self.failover: FailoverPolicy = failover or self.reliability.policy  # type: ignore[assignment]
         self.max_body_bytes = settings.server.max_body_bytes
+        self.read_timeout_s: float | None = settings.server.read_timeout_s or None
         # Name lookups on the hot path are dict hits, not scans of the settings lists.
         self.models: dict[str, ModelSettings] = {m.name: m for m in settings.models}
         self.providers: dict[str, ProviderSettings] = {p.name: p for p in settings.providers}
@@ -82,6 +90,24 @@ class Gateway:
 
     async def close(self) -> None:
         await self.client.close()
+
+    # --- callers ------------------------------------------------------------------------------------
+
+    def identify(self, key: str | None, headers: Mapping[str, str], vkey: VirtualKey | None) -> ClientIdentity | None:
+        """Who to attribute the request to: its virtual key when it has one, else the auth hook's answer."""
+        if vkey is not None:
+            return ClientIdentity(key_id=vkey.id, team=vkey.team, tags=vkey.tags)
+        return self.auth(key, headers)
+
+    async def refuse_key(self, scope: Mapping[str, Any], headers: Mapping[str, str], dialect: str, send: Any) -> bool:
+        """For the auxiliary endpoints (models, count_tokens, route): answer 401/403 and say True when the
+        caller's virtual key is missing, unknown, revoked or not allowed this route."""
+        check = self.reliability.authenticate(client_key(headers), route=scope["path"])
+        if check.ok:
+            return False
+        await send_error(send, dialect, check.status, check.message, param=check.param,
+                         error_type=check.error_type if dialect == "anthropic_messages" else None)
+        return True
 
     # --- decisions ----------------------------------------------------------------------------------
 
@@ -159,10 +185,15 @@ class Gateway:
                 components.update(self.health_probe())
             except Exception as exc:
                 components["probe"] = f"error: {type(exc).__name__}"
+        # Breakers that are not closed ("breaker:<provider>/<model>": "down" open, "degraded" half-open).
+        rel = self.reliability
+        components.update(rel.health())
         status = "ok" if all(_healthy(v) for v in components.values()) else "degraded"
         return {
             "status": status,
             "components": components,
+            "breakers": [b for b in rel.breakers.snapshot() if b["state"] != "closed"],
+            "concurrency": rel.concurrency.snapshot(),
             "models": len(self.models),
             "providers": len(self.providers),
             "uptime_s": round(time.time() - self.started_at, 1),

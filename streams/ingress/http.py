@@ -6,6 +6,7 @@ operations on top of uvicorn's parser.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -33,13 +34,52 @@ class ClientGone(Exception):
     """The client disconnected before the request body was complete."""
 
 
+class BodyTimeout(Exception):
+    """The client did not finish sending its body in time (slow or stalled client): answer 408."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"request body not received within {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+
 def header_map(scope: Scope) -> dict[str, str]:
     """Request headers as a dict of lower-case names (ASGI already lower-cases; latin-1 per HTTP)."""
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes (before reading, when declared)."""
+async def read_body(
+    receive: Receive, content_length: str | None, limit: int, timeout_s: float | None = None
+) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes (before reading, when declared).
+
+    ``timeout_s`` bounds the whole read: a client that trickles its body (slowloris) must not hold a
+    connection and a buffer forever. Raises ``BodyTimeout``.
+    """
+    if timeout_s is None:
+        return await _read_body(receive, content_length, limit)
+    # A bare timer handle, not ``asyncio.timeout``: this runs on every request and the context manager
+    # costs ~10x more (tens of microseconds under load).
+    task = asyncio.current_task()
+    assert task is not None
+    fired: list[bool] = []
+
+    def expire() -> None:
+        fired.append(True)
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout_s, expire)
+    try:
+        return await _read_body(receive, content_length, limit)
+    except asyncio.CancelledError:
+        if not fired:
+            raise
+        task.uncancel()
+        raise BodyTimeout(timeout_s) from None
+    finally:
+        handle.cancel()
+
+
+async def _read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
     if content_length is not None:
         try:
             declared = int(content_length)

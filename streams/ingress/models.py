@@ -59,4 +59,8 @@ class ModelsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         anthropic = any(k == b"anthropic-version" for k, _ in scope["headers"])
+        if self.gw.reliability.keys is not None or self.gw.reliability.require_key:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            if await self.gw.refuse_key(scope, headers, "anthropic_messages" if anthropic else "openai_chat", send):
+                return
         await send_bytes(send, 200, self._anthropic if anthropic else self._openai, JSON_HEADERS)

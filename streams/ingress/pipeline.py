@@ -1,7 +1,8 @@
 """The request path shared by the three dialect endpoints.
 
-read body (bounded) -> msgspec JSON -> dialect.parse_request -> decision (router or passthrough) ->
-upstream call with failover -> relay:
+read body (bounded in size and time) -> virtual key -> msgspec JSON -> dialect.parse_request -> key's
+model scope -> rate limits and budgets -> decision (router or passthrough) -> concurrency slot ->
+upstream call with failover (breakers, balancer, retries) -> relay -> usage charged to the key:
 
 - same dialect as the provider: the fast path. The raw body is rewritten only where the model changes
   (``fastpath.rewrite_body``) and the provider's bytes are relayed as they arrive; a side scanner picks
@@ -32,6 +33,7 @@ from streams.ingress.gateway import Gateway, new_id
 from streams.ingress.http import (
     JSON_HEADERS,
     SSE_HEADERS,
+    BodyTimeout,
     BodyTooLarge,
     ClientGone,
     RawHeaders,
@@ -44,8 +46,10 @@ from streams.ingress.http import (
 )
 from streams.ingress.usage import UsageScanner, usage_from_body
 from streams.providers.client import UpstreamError, UpstreamResponse
-from streams.providers.failover import Attempt, send_with_failover
+from streams.providers.failover import Attempt, PrimedResponse, send_with_failover
 from streams.providers.upstream import PATHS, auth_headers, forwarded_headers
+from streams.reliability.concurrency import Overloaded
+from streams.reliability.settings import LimitSettings
 from streams.routing.decision import Decision
 from streams.translation import fastpath, registry, sse
 from streams.translation.canonical import CanonicalRequest, StreamError, TranslationError, Usage
@@ -53,6 +57,8 @@ from streams.translation.canonical import CanonicalRequest, StreamError, Transla
 log = logging.getLogger(__name__)
 
 _decode = msgspec.json.decode
+# Admission estimate of input tokens from the body size (~4 bytes of JSON per token).
+_BYTES_PER_TOKEN = 4
 _encode = msgspec.json.Encoder().encode
 
 
@@ -62,7 +68,7 @@ class Exchange:
     __slots__ = (
         "t0", "request_id", "headers", "raw", "body", "req", "decision", "identity", "client",
         "model", "provider", "pre_s", "translate_s", "ttft_s", "status", "error", "usage", "attempts",
-        "same_dialect",
+        "same_dialect", "limits", "est_tokens",
     )
 
     def __init__(self, t0: float, headers: dict[str, str], raw: bytes) -> None:
@@ -85,6 +91,8 @@ class Exchange:
         self.usage: Usage | None = None
         self.attempts: list[Attempt] = []
         self.same_dialect = False
+        self.limits: LimitSettings | None = None  # the key's limits, when it has any (charged after)
+        self.est_tokens = 0
 
     @property
     def overhead_ms(self) -> float:
@@ -137,17 +145,28 @@ class DialectIngress:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = perf_counter()
         gw = self.gw
+        rel = gw.reliability
         dialect = self.dialect
         headers = header_map(scope)
         try:
-            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes)
+            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes, gw.read_timeout_s)
         except BodyTooLarge as exc:
             await send_error(send, dialect, 413, str(exc))
+            return
+        except BodyTimeout as exc:
+            await send_error(send, dialect, 408, str(exc))
             return
         except ClientGone:
             return
         key = client_key(headers)
-        identity = gw.auth(key, headers)
+        # Key and route now (401 before any parsing work); its model scope once the body names the model.
+        check = rel.authenticate(key, route=scope["path"])
+        if not check.ok:
+            await send_error(send, dialect, check.status, check.message, param=check.param,
+                             error_type=check.error_type if dialect == "anthropic_messages" else None)
+            return
+        vkey = check.key
+        identity = gw.identify(key, headers, vkey)
         if identity is None:
             await send_error(send, dialect, 401, "invalid API key")
             return
@@ -165,6 +184,21 @@ class DialectIngress:
             await send_error(send, dialect, exc.status, exc.message, param=exc.param)
             return
         requested = req.model
+        if vkey is not None:
+            denied = rel.authorize_model(vkey, requested)
+            if denied is not None:
+                await send_error(send, dialect, 403, denied.message, param=denied.param,
+                                 error_type=denied.error_type if dialect == "anthropic_messages" else None)
+                return
+        limits = rel.limits_for(vkey)
+        est_tokens = 0
+        if not limits.unlimited:
+            est_tokens = len(raw) // _BYTES_PER_TOKEN
+            admit = rel.limits.check(identity.key_id, limits, est_tokens)
+            if not admit.ok:
+                await send_error(send, dialect, admit.status, admit.message,
+                                 error_type=admit.error_type_for(dialect), headers=admit.headers())
+                return
         decision = gw.decide(req, headers, requested, session_id(headers, req, key))
         if decision is None:
             await send_error(send, dialect, 404, f"model '{requested}' not found", param="model")
@@ -175,6 +209,19 @@ class DialectIngress:
         ex = Exchange(t0, headers, raw)
         ex.body, ex.req, ex.decision, ex.identity = body, req, decision, identity
         ex.client = client_name(headers)
+        if not limits.unlimited:
+            ex.limits, ex.est_tokens = limits, est_tokens
+        concurrency = rel.concurrency
+        try:
+            # The slot covers the whole exchange, stream included; beyond the cap (and its queue) the
+            # caller gets a fast 503 (529 for Anthropic when configured) instead of a slow collapse.
+            await concurrency.acquire()
+        except Overloaded as exc:
+            # 529 is Anthropic's "overloaded"; OpenAI clients know 503 for the same thing.
+            status = 503 if exc.status == 529 and dialect != "anthropic_messages" else exc.status
+            await send_error(send, dialect, status, exc.message, error_type=exc.error_type_for(dialect),
+                             headers=exc.headers())
+            return
         try:
             await self._serve(ex, receive, send)
         except BaseException as exc:
@@ -183,25 +230,31 @@ class DialectIngress:
                 ex.error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            concurrency.release()
             self._record(ex, requested)
 
     async def _serve(self, ex: Exchange, receive: Receive, send: Send) -> None:
         gw = self.gw
         dialect = self.dialect
         assert ex.decision is not None and ex.req is not None
+        rel = gw.reliability
         cands = gw.candidates(ex.decision)
         if not cands:
             ex.status, ex.error = 503, f"no provider configured for model '{ex.decision.model}'"
             await send_error(send, dialect, 503, ex.error, headers=ex.router_headers())
             return
         result = await send_with_failover(
-            gw.client, cands, partial(self._prepare, ex), stream=ex.req.stream, policy=gw.failover
+            gw.client, rel.order(cands), partial(self._prepare, ex), stream=ex.req.stream, policy=gw.failover,
+            retry=rel.retry_state if rel.backoff.s.max_attempts > 1 else None,
         )
         ex.attempts, ex.model, ex.provider = result.attempts, result.model, result.provider
         ex.same_dialect = result.provider.dialect == dialect
         resp = result.response
         if resp is None:
             err = result.error
+            if err is not None and err.kind == "circuit_open":
+                await self._circuit_open(ex, cands, send)
+                return
             status = 504 if err is not None and err.kind.endswith("timeout") else 502
             ex.status, ex.error = status, err.message if err else "upstream failed"
             await send_error(
@@ -247,13 +300,28 @@ class DialectIngress:
             ex.translate_s += now - t
         return PATHS[pd], body, headers
 
-    async def _upstream_error(self, ex: Exchange, resp: UpstreamResponse, send: Send) -> None:
+    async def _circuit_open(self, ex: Exchange, cands: list[Any], send: Send) -> None:
+        """Every candidate's breaker is open: fail fast with 503 and when to come back."""
+        breakers = self.gw.reliability.breakers
+        waits = [breakers.get(p.name, m.name).snapshot().get("retry_in_s", 1.0) for m, p in cands]
+        retry_in = max(1, round(min(waits))) if waits else 1
+        names = ", ".join(sorted({p.name for _, p in cands}))
+        ex.status, ex.error = 503, f"circuit open for every provider of model '{ex.decision.model if ex.decision else ''}'"
+        await send_error(
+            send, self.dialect, 503, f"{ex.error} ({names}): they failed repeatedly; retry in {retry_in} s",
+            error_type="overloaded_error" if self.dialect == "anthropic_messages" else None,
+            headers=[*ex.router_headers(), (b"retry-after", str(retry_in).encode())],
+        )
+
+    async def _upstream_error(self, ex: Exchange, resp: UpstreamResponse | PrimedResponse, send: Send) -> None:
         """The provider refused: same status, its message, in the caller's dialect."""
         try:
             data = await resp.read()
         except UpstreamError:
             data = b""
         message, etype, param = parse_upstream_error(data, resp.status)
+        # A provider may quote the key it was sent ("Incorrect API key provided: sk-…"): never pass it on.
+        message = self.gw.reliability.redactor.redact(message)
         ex.status, ex.error = resp.status, message
         extra = ex.router_headers()
         retry_after = resp.headers.get("retry-after")
@@ -264,7 +332,7 @@ class DialectIngress:
             error_type=etype if ex.same_dialect else None, headers=extra,
         )
 
-    async def _whole(self, ex: Exchange, resp: UpstreamResponse, send: Send) -> None:
+    async def _whole(self, ex: Exchange, resp: UpstreamResponse | PrimedResponse, send: Send) -> None:
         assert ex.model is not None and ex.provider is not None
         try:
             data = await resp.read()
@@ -292,7 +360,7 @@ class DialectIngress:
         headers.append((b"x-router-cost-usd", f"{self._cost(ex)[0]:.8f}".encode()))
         await send_bytes(send, resp.status, out, headers)
 
-    async def _stream(self, ex: Exchange, resp: UpstreamResponse, receive: Receive, send: Send) -> None:
+    async def _stream(self, ex: Exchange, resp: UpstreamResponse | PrimedResponse, receive: Receive, send: Send) -> None:
         assert ex.model is not None and ex.provider is not None
         ex.status = resp.status
         await send({"type": "http.response.start", "status": resp.status, "headers": SSE_HEADERS + ex.router_headers()})
@@ -319,7 +387,7 @@ class DialectIngress:
             if not gone.done():
                 gone.cancel()
 
-    async def _relay(self, ex: Exchange, resp: UpstreamResponse, gone: asyncio.Future[Any], send: Send) -> str | None:
+    async def _relay(self, ex: Exchange, resp: UpstreamResponse | PrimedResponse, gone: asyncio.Future[Any], send: Send) -> str | None:
         """Same dialect: forward bytes as they come; usage and errors are picked out on the side."""
         scanner = UsageScanner(self.dialect, drop_usage_chunk=not self.client_wants_usage(ex.body))
         error: str | None = None
@@ -344,7 +412,7 @@ class DialectIngress:
         return error
 
     async def _translate_stream(
-        self, ex: Exchange, resp: UpstreamResponse, gone: asyncio.Future[Any], send: Send
+        self, ex: Exchange, resp: UpstreamResponse | PrimedResponse, gone: asyncio.Future[Any], send: Send
     ) -> str | None:
         """Other dialect: provider SSE -> canonical events -> client SSE, event by event.
 
@@ -456,4 +524,10 @@ class DialectIngress:
         }
         self.gw.emit(d, trace, request_id=ex.request_id, client_dialect=self.dialect,
                      requested_model=requested, source="http")
+        if ex.limits is not None and ex.identity is not None:
+            # Charge what the answer really cost (the admission took only the input estimate).
+            self.gw.reliability.limits.record(
+                ex.identity.key_id, ex.limits, tokens=u.input_tokens + u.output_tokens, cost_usd=cost,
+                est_tokens=ex.est_tokens,
+            )
 

@@ -14,6 +14,7 @@ from streams.ingress.errors import send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
+    BodyTimeout,
     BodyTooLarge,
     ClientGone,
     Receive,
@@ -59,11 +60,16 @@ class RouteEndpoint:
             return
         err_dialect = dialect or "openai_chat"
         try:
-            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes)
+            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes, gw.read_timeout_s)
         except BodyTooLarge as exc:
             await send_error(send, err_dialect, 413, str(exc))
             return
+        except BodyTimeout as exc:
+            await send_error(send, err_dialect, 408, str(exc))
+            return
         except ClientGone:
+            return
+        if await gw.refuse_key(scope, headers, err_dialect, send):
             return
         try:
             body = msgspec.json.decode(raw)

@@ -34,6 +34,9 @@ from streams.reliability.settings import LimitSettings, ReliabilitySettings
 
 C = TypeVar("C")
 
+# The answer for every request when no virtual keys are configured (open mode); never mutated.
+_OPEN = KeyCheck(True)
+
 
 class _Named(Protocol):
     @property
@@ -138,11 +141,19 @@ class Reliability:
         if self.keys is None:
             if self.require_key:
                 return KeyCheck(False, None, 401, "authentication_error", "no virtual keys are configured")
-            return KeyCheck(True)
+            return _OPEN
         check = self.keys.verify(api_key, model=model, route=route)
         if check.ok or check.key is not None or self.require_key:
             return check
-        return KeyCheck(True)
+        return _OPEN
+
+    @staticmethod
+    def authorize_model(key: VirtualKey | None, model: str) -> KeyCheck | None:
+        """Model scope of an already verified key (``authenticate`` ran before the body was parsed):
+        ``None`` when allowed, else the 403 to answer with. Scope is on the model the caller asked for."""
+        if key is None or not key.models or key.allows_model(model):
+            return None
+        return KeyCheck(False, key, 403, "permission_error", f"API key {key.id} may not use model '{model}'", "model")
 
     def limits_for(self, key: VirtualKey | None) -> LimitSettings:
         """A key's own limits when it has any, else ``reliability.default_limits``."""
@@ -152,6 +163,8 @@ class Reliability:
 
     def order(self, cands: Sequence[C]) -> list[C]:
         """``failover.candidates()`` output with each model's providers in balancer order."""
+        if len(cands) <= 1:
+            return list(cands)  # the common single-provider case: nothing to order
         return self.balancer.order_candidates(cands, key=lambda c: (c[0].name, c[1].name))  # type: ignore[index]
 
     def retry_state(self) -> RetryState:
@@ -162,6 +175,17 @@ class Reliability:
         out = self.breakers.health()
         if self.concurrency.queued:
             out["concurrency"] = "degraded"
+        return out
+
+    def provider_states(self) -> dict[str, str]:
+        """Worst breaker state per provider (over its models): what the per-provider metric shows."""
+        rank = CircuitBreakers.STATE_CODE
+        out: dict[str, str] = {}
+        for b in self.breakers.snapshot():
+            provider = b["name"].split("/", 1)[0]
+            state = b["state"]
+            if rank[state] >= rank.get(out.get(provider, "closed"), 0):
+                out[provider] = state
         return out
 
     def snapshot(self) -> dict[str, Any]:

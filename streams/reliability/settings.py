@@ -61,7 +61,10 @@ class RetrySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(3, ge=1, description="attempts including the first")
+    # Rounds over all of a request's candidates (failover to the next candidate always happens). 1 by
+    # default: coding agents and the SDKs retry 429/5xx themselves, and a second layer of retries in the
+    # proxy multiplies load on a provider that is already struggling. Raise it for clients that do not.
+    max_attempts: int = Field(1, ge=1, description="rounds over the candidates, including the first")
     base_delay_s: float = Field(0.25, ge=0)
     max_delay_s: float = Field(8.0, ge=0, description="cap of one backoff delay (not of Retry-After)")
     total_budget_s: float = Field(30.0, gt=0, description="no retry starts after this much time has passed")
