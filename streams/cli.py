@@ -164,6 +164,21 @@ def demo(
     run_demo(base_url or service_url(_settings(config)), sessions=sessions)
 
 
+@app.command()
+def evaluate(
+    candidate: Annotated[Path, typer.Option("--candidate", help="candidate weave-router.yaml or routing section")],
+    config: ConfigOpt = None,
+    since: Annotated[str, typer.Option("--since")] = "7d",
+    file: Annotated[Path | None, typer.Option("--file", help="logged decisions JSONL")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="learned bandit snapshot for the candidate")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Off-policy estimate (IPS, SNIPS, DR with 95% CIs) of a candidate routing config on logged decisions."""
+    from streams.evaluation.offline import main as evaluate_main
+
+    raise typer.Exit(evaluate_main(_settings(config), candidate, since, file, as_json, policy=policy))
+
+
 keys_app = typer.Typer(help="Virtual API keys for clients (stored hashed, scoped, revocable).")
 app.add_typer(keys_app, name="keys")
 

@@ -66,10 +66,13 @@ def _static(name: str) -> bytes:
 def analytics_routes(get_client: Callable[[], Client], settings: Any = None) -> list[BaseRoute]:
     """Routes for every analytics view, the view index and the dashboard (HTML, JS, CSS)."""
     prices = queries.frontier_prices(settings)
+    model_prices = queries.model_prices(settings)
     frontier = settings.frontier_default() if settings is not None else None
     lock = threading.Lock()
 
     def run(name: str, since: Any, until: Any, params: dict[str, Any]) -> Any:
+        if name in queries.MODEL_PRICED:
+            params = {**params, "model_prices": model_prices}
         with lock:
             return queries.run_view(get_client(), name, since, until, prices, **params)
 

@@ -25,10 +25,10 @@ def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> A
     from streams.ingress.gateway import Gateway
     from streams.providers.client import UpstreamClient
     from streams.routing.bandit import ContextualBandit
-    from streams.routing.router import Router
+    from streams.routing.experiments import build_router
 
     bandit = ContextualBandit.from_settings(settings.routing.bandit, settings.models)
-    router = Router(settings, bandit=bandit)
+    router = build_router(settings, bandit)
     metrics = RouterMetrics()
     sink = MeteredEventSink(events, metrics)
     # Gateway.health adds the reliability layer's open breakers to the stack's components.

@@ -23,3 +23,9 @@ class Decision:
     fallbacks: list[str] = field(default_factory=list)
     cached: bool = False
     ts_ms: int = 0
+    # Experiments (streams/routing/experiments.py): which arm served the session ("control" or
+    # "canary"), the candidate's name, and in shadow mode what the candidate would have chosen.
+    variant: str = "control"
+    experiment: str = ""
+    shadow_model: str | None = None
+    shadow_policy: str | None = None

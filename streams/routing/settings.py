@@ -19,7 +19,16 @@ class BanditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(1.0, description="reward weight of success")
-    beta: float = Field(1.0, description="reward weight of cost in USD")
+    beta: float = Field(1.0, description="reward weight of cost, in the units of cost_scale")
+    cost_scale: Literal["relative", "usd"] = Field(
+        "relative",
+        description=(
+            "units of the cost in the reward U = alpha * success - beta * cost: 'relative' divides "
+            "each cost by the dearest model's expected cost per decision (from its price), so beta=1 "
+            "means a success is worth one call to the dearest model, whatever the catalogue's price "
+            "scale; 'usd' weighs raw dollars"
+        ),
+    )
     exploration: Literal["thompson", "ucb"] = "thompson"
     sigma: float = Field(0.95, ge=0.0, le=1.0, description="confidence threshold; below it use the default")
     seed: int | None = None
@@ -65,6 +74,61 @@ class RouteSettings(BaseModel):
     parallel_n: int = Field(2, ge=1, le=8)
 
 
+class CandidateSettings(BaseModel):
+    """A candidate routing policy for an experiment: a second Router over the same models and providers.
+
+    Either ``config`` (a YAML file: a full weave-router.yaml, of which only ``routing:`` is used, or a
+    bare routing section) or inline ``routes`` (plus optional ``default_model`` / ``bandit``), which
+    replace the corresponding fields of the main routing section. Relative paths are read from the
+    working directory.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("candidate", min_length=1, description="experiment name, recorded on every decision")
+    config: str | None = Field(None, description="candidate YAML (a weave-router.yaml or a routing section)")
+    routes: list[RouteSettings] | None = Field(None, description="inline candidate routes")
+    default_model: str | None = None
+    bandit: BanditSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CandidateSettings:
+        if self.config is not None and (self.routes is not None or self.default_model or self.bandit):
+            raise ValueError("give either config or inline routes/default_model/bandit, not both")
+        return self
+
+    @property
+    def defined(self) -> bool:
+        return self.config is not None or self.routes is not None or bool(self.default_model) or self.bandit is not None
+
+
+class CanarySettings(CandidateSettings):
+    """Serve ``fraction`` of the task-sessions (by a hash of the session id, so a session stays in its
+    arm) with the candidate; the rest with the main (control) policy."""
+
+    fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of sessions the candidate serves")
+    salt: str | None = Field(None, description="hash salt (default: the name, so a new experiment reshuffles)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.defined and self.fraction > 0.0
+
+
+class ShadowSettings(CandidateSettings):
+    """Compute the candidate's decision next to the served one without acting on it (recorded as
+    ``shadow_model`` / ``shadow_policy``)."""
+
+    fraction: float = Field(1.0, ge=0.0, le=1.0, description="share of sessions shadowed")
+    inline: bool = Field(
+        False,
+        description="compute the shadow before the request goes upstream (default: right after, off the critical path)",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.defined and self.fraction > 0.0
+
+
 class RoutingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,8 +139,8 @@ class RoutingSettings(BaseModel):
     routes: list[RouteSettings] = Field(default_factory=list)
     decision_cache_ttl_s: float = 30.0
     session_ttl_s: float = 3600.0
-    canary: dict[str, Any] = Field(default_factory=dict)
-    shadow: dict[str, Any] = Field(default_factory=dict)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     # Added by the routing brain.
     decision_cache_size: int = Field(10_000, ge=0, description="0 disables the decision cache")
     max_sessions: int = Field(100_000, gt=0, description="sessions kept (LRU) before the oldest is dropped")

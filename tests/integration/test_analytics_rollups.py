@@ -58,7 +58,8 @@ def test_new_migrations_are_numbered_after_the_foundation() -> None:
 
 def test_rollups_agree_with_final_reads_then_overcount_redeliveries(database: Any) -> None:
     client = database
-    assert migrate(client)[-2:] == ["0005_traces_daily", "0006_traces_hourly"]
+    applied = migrate(client)
+    assert "0005_traces_daily" in applied and "0006_traces_hourly" in applied
     assert migrate(client) == []  # idempotent
     data = sample.sample_data(NOW, sessions=40, seed=5, span=SPAN)
     sample.insert(client, data)
@@ -117,7 +118,7 @@ def test_rollup_migrations_backfill_existing_traces(database: Any, tmp_path: Pat
     data = sample.sample_data(NOW, sessions=12, seed=3, span=SPAN)
     sample.insert(client, data)
     sample.insert(client, sample.SampleData(traces=data.traces[:4]))  # stored twice before the rollup exists
-    assert migrate(client) == ["0005_traces_daily", "0006_traces_hourly"]
+    assert migrate(client)[:2] == ["0005_traces_daily", "0006_traces_hourly"]
     rolled = rollup_daily(client)
     raw = {(r["day"], r["model"]): r for r in queries.daily(client, SINCE, UNTIL, source="raw")["days"]}
     assert set(rolled) == set(raw)
