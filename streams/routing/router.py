@@ -183,6 +183,9 @@ class Router:
             session,
             route,
         )
+        if choice.context is not None:
+            # The learner credits outcomes to exactly the context the bandit saw (attempt included).
+            d.features["context"] = dict(choice.context)
         if key is not None:
             self.cache.put((sid, session.epoch, self.policy_version, key[3]), d)
         return d

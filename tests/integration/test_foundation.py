@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
@@ -20,8 +21,6 @@ import pytest
 from streams.events.codec import EventCodec
 from streams.infra.broker import EmbeddedBroker
 from streams.infra.topics import ensure_topics, partition_counts
-from streams.storage.clickhouse import connect
-from streams.storage.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +41,11 @@ async def test_topics_are_created_with_explicit_partitions(local_broker: Embedde
 
 
 async def test_event_goes_through_topic_and_faust_agent_into_clickhouse(
-    local_broker: EmbeddedBroker, tmp_path: Path
+    local_broker: EmbeddedBroker, clickhouse: Any
 ) -> None:
+    # ``clickhouse``: a fresh migrated database on the session's chDB (one data dir per process).
     codec = EventCodec()
-    client = connect(f"chdb://{tmp_path / 'ch'}", "weave")
-    migrate(client)
+    client = clickhouse
     topic_name = f"foundation.{uuid.uuid4().hex[:8]}"
     app = faust.App(
         f"foundation-{uuid.uuid4().hex[:8]}",

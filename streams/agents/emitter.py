@@ -1,0 +1,379 @@
+"""KafkaEventSink: the gateway's event producer. The request path only appends to a bounded buffer.
+
+How it never blocks and never loses an event:
+
+- ``emit_decision`` / ``emit_trace`` / ``emit_outcome`` append a tuple to an in-memory deque and
+  return (no encoding, no I/O). A background task converts, encodes and produces them in batches.
+- When a produce fails or times out, the unconfirmed events and everything after them go to a spill
+  file under ``data_dir``, in order, while the gateway keeps serving. A probe re-creates the topics
+  (the embedded broker keeps them in memory only, so a restarted broker has none) and a fresh
+  producer; then the file is replayed in order before direct producing resumes.
+- When the buffer is full (the background task cannot keep up), the buffer is spilled to the file
+  synchronously rather than dropping events.
+- At-least-once: an event whose acknowledgement was lost may be produced twice; every consumer
+  dedups by ``event_id`` (ClickHouse tables are ReplacingMergeTree on it).
+
+Against Apache Kafka the producer is idempotent (acks=all). On the embedded broker it is not
+(unsupported there); batches of several records are kept because no consumer of these topics
+relies on the broker's reported log end (the one thing Tansu gets wrong after such batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from streams.agents.records import conform, decision_event
+from streams.agents.spill import Item, SpillFile
+from streams.agents.topics import Topics, ensure
+from streams.config import Settings
+from streams.events.codec import EventCodec
+from streams.routing.decision import Decision
+
+log = logging.getLogger("weave.emitter")
+
+_DECISION = 0
+_RECORD = 1
+Pending = tuple[int, str, str, Any, dict[str, Any]]  # kind, topic, record name, payload, context
+
+
+class KafkaEventSink:
+    """Implements the gateway's ``EventSink`` protocol (structurally) on Kafka; see module docstring."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        data_dir: str | Path,
+        partitions: int = 4,
+        replication: int = 1,
+        buffer_size: int = 100_000,
+        embedded: bool = False,
+        codec: EventCodec | None = None,
+        max_batch: int = 2000,
+        send_timeout_s: float = 10.0,
+        retry_interval_s: float = 0.5,
+        single_record_batches: bool = False,
+        spill_name: str = "events.spill",
+        topics: Topics | None = None,
+        replay_window: int = 20_000,
+    ) -> None:
+        self.topics = topics or Topics()
+        # The last events the broker acknowledged: a broker that comes back without its topics (the
+        # embedded one keeps them in memory only) lost whatever the consumers had not read yet, so
+        # these are sent again (consumers dedup by event_id). 0 disables.
+        self._recent: deque[Item] = deque(maxlen=replay_window) if replay_window > 0 else deque(maxlen=0)
+        self._resend: list[Item] = []
+        self._connected_once = False
+        self.resent = 0
+        self.bootstrap_servers = bootstrap_servers
+        self.partitions = partitions
+        self.replication = replication
+        self.capacity = buffer_size
+        self.embedded = embedded
+        self.codec = codec or EventCodec()
+        self.max_batch = max_batch
+        self.send_timeout_s = send_timeout_s
+        self.retry_interval_s = retry_interval_s
+        self.single_record_batches = single_record_batches
+        self.spill = SpillFile(Path(data_dir) / "spill" / spill_name)
+        self._buffer: deque[Pending] = deque()
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._down = True  # until the first successful connect
+        self.sent = 0
+        self.encode_failures = 0
+        self.overflow_spills = 0
+        self.last_error = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bootstrap_servers: str, **kwargs: Any) -> KafkaEventSink:
+        """``embedded`` defaults to ``settings.embedded_kafka``; pass it when the broker was started for us."""
+        kwargs.setdefault("embedded", settings.embedded_kafka)
+        kwargs.setdefault("data_dir", settings.data_dir)
+        kwargs.setdefault("partitions", settings.kafka.partitions)
+        kwargs.setdefault("replication", settings.kafka.replication_factor)
+        kwargs.setdefault("buffer_size", settings.kafka.buffer_size)
+        return cls(bootstrap_servers, **kwargs)
+
+    # --- the request path: append only ----------------------------------------------------------
+
+    def emit_decision(self, decision: Decision, **context: Any) -> None:
+        self._append((_DECISION, self.topics.decisions, "Decision", decision, context))
+
+    def emit_trace(self, trace: dict[str, Any]) -> None:
+        self._append((_RECORD, self.topics.traces, "Trace", trace, {}))
+
+    def emit_outcome(self, outcome: dict[str, Any]) -> None:
+        self._append((_RECORD, self.topics.outcomes, "Outcome", outcome, {}))
+
+    def emit(self, topic: str, record_name: str, value: dict[str, Any]) -> None:
+        """Any other event (keyed by its ``session_id``, or by ``policy`` for snapshots)."""
+        self._append((_RECORD, topic, record_name, value, {}))
+
+    def _append(self, item: Pending) -> None:
+        if len(self._buffer) >= self.capacity:
+            self._overflow()
+        self._buffer.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _overflow(self) -> None:
+        # Rare: the producer task is stuck. Keep order (file first, then new events behind it).
+        self.overflow_spills += 1
+        self.spill.append_many(self._encode_all(self._take(len(self._buffer))))
+
+    # --- state --------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return not self._down
+
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "buffered": len(self._buffer),
+            "sent": self.sent,
+            "spilled": self.spill.appended,
+            "replayed": self.spill.replayed,
+            "resent": self.resent,
+            "spill_pending_bytes": self.spill.pending_bytes(),
+            "encode_failures": self.encode_failures,
+            "last_error": self.last_error,
+        }
+
+    def health(self) -> str:
+        if self._down:
+            return f"degraded: broker unreachable, spilling to disk ({self.spill.pending_bytes()} bytes)"
+        if self.spill.pending:
+            return "degraded: replaying spilled events"
+        return "ok"
+
+    async def idle(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything appended so far reached the broker (tests, graceful shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (not self._buffer and not self.spill.pending and not self._down and not self._inflight
+                    and not self._resend):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._inflight = False
+            await self._connect()
+            self._task = asyncio.create_task(self._run(), name="weave-emitter")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush what we can within ``timeout_s``; whatever is left is spilled for the next start."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+            self._task = None
+        if self._buffer:
+            self.spill.append_many(self._encode_all(self._take(len(self._buffer))))
+        await self._close_producer()
+        self.spill.close()
+
+    async def __aenter__(self) -> KafkaEventSink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- background -----------------------------------------------------------------------------
+
+    _inflight = False
+
+    async def _run(self) -> None:
+        while True:
+            if self._stopping and (self._down or (not self._buffer and not self.spill.pending)):
+                break
+            if not self._buffer and not self.spill.pending and not self._down and not self._resend:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                if self._resend and not self._down:
+                    await self._send_resend()
+                elif self._down or self.spill.pending:
+                    await self._recover_step()
+                else:
+                    await self._send_direct()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let the producer task die: the gateway depends on it
+                log.exception("emitter step failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(self.retry_interval_s)
+
+    async def _send_direct(self) -> None:
+        items = self._encode_all(self._take(self.max_batch))
+        self._inflight = True
+        try:
+            failed_from = await self._produce(items)
+        finally:
+            self._inflight = False
+        if failed_from is not None:
+            # Keep order: the unconfirmed tail, then the whole buffer, go to the file.
+            self.spill.append_many(items[failed_from:])
+            self._down = True
+
+    async def _send_resend(self) -> None:
+        items, self._resend = self._resend, []
+        self._inflight = True
+        try:
+            failed_from = await self._produce(items)
+        finally:
+            self._inflight = False
+        done = len(items) if failed_from is None else failed_from
+        self.resent += done
+        if failed_from is not None:
+            self._resend = items[failed_from:] + self._resend
+            self._down = True
+
+    async def _recover_step(self) -> None:
+        # While the file holds anything, new events queue behind it in the file (order).
+        if self._buffer:
+            self.spill.append_many(self._encode_all(self._take(len(self._buffer))))
+        if self._down and not await self._connect():
+            await self._sleep_or_stop(self.retry_interval_s)
+            return
+        if self._resend:
+            return  # older than the file: they go first
+        chunk = self.spill.read(self.max_batch)
+        if not chunk:
+            return
+        items = [item for item, _ in chunk]
+        self._inflight = True
+        try:
+            failed_from = await self._produce(items)
+        finally:
+            self._inflight = False
+        done = len(items) if failed_from is None else failed_from
+        if done:
+            self.spill.replayed += done
+            self.spill.commit(chunk[done - 1][1])
+        if failed_from is not None:
+            self._down = True
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested(), seconds)
+
+    async def _stop_requested(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _take(self, n: int) -> list[Pending]:
+        buf = self._buffer
+        return [buf.popleft() for _ in range(min(n, len(buf)))]
+
+    def _encode_all(self, pending: list[Pending]) -> list[Item]:
+        out: list[Item] = []
+        encode = self.codec.encode
+        for kind, topic, name, payload, context in pending:
+            try:
+                value = decision_event(payload, **context) if kind == _DECISION else conform(self.codec, name, payload)
+                key = value.get("policy") if name == "PolicySnapshot" else value.get("session_id")
+                out.append((topic, str(key).encode() if key else None, encode(name, value)))
+            except Exception as exc:  # a malformed event must not take its batch down with it
+                self.encode_failures += 1
+                self.last_error = f"cannot encode {name}: {type(exc).__name__}: {exc}"
+                log.warning("dropping an event that cannot be encoded as %s: %s", name, exc)
+        return out
+
+    async def _produce(self, items: list[Item]) -> int | None:
+        """Send ``items``; None when all are acknowledged, else the index of the first unconfirmed one."""
+        producer = self._producer
+        if producer is None:
+            return 0
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                for topic, key, value in items:
+                    futures.append(await producer.send(topic, value, key=key))
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except Exception as exc:
+            self.last_error = f"produce: {type(exc).__name__}: {exc}"
+            log.warning("broker unreachable (%s); spilling events to %s", self.last_error, self.spill.path)
+            results = [f.result() if f.done() and not f.cancelled() and f.exception() is None else exc
+                       for f in futures]
+            results += [exc] * (len(items) - len(results))
+        for i, r in enumerate(results):
+            if isinstance(r, BaseException):
+                self.sent += i
+                self._recent.extend(items[:i])
+                if not self.last_error:
+                    self.last_error = f"produce: {type(r).__name__}: {r}"
+                await self._close_producer()
+                return i
+        self.sent += len(items)
+        self._recent.extend(items)
+        return None
+
+    async def _connect(self) -> bool:
+        """Topics (re-created if the broker lost them) and a fresh producer; False while unreachable."""
+        await self._close_producer()
+        try:
+            async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
+                created = await ensure(self.bootstrap_servers, self.topics, self.partitions, self.replication)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    acks="all",
+                    linger_ms=5,
+                    enable_idempotence=not self.embedded,
+                    request_timeout_ms=int(self.send_timeout_s * 1000),
+                    retry_backoff_ms=100,
+                    **({"max_batch_size": 1} if self.single_record_batches else {}),
+                )
+                await producer.start()
+        except Exception as exc:
+            self.last_error = f"connect: {type(exc).__name__}: {exc}"
+            self._down = True
+            return False
+        self._producer = producer
+        ours = {self.topics.decisions, self.topics.traces, self.topics.outcomes}
+        if self._connected_once and ours & set(created) and self._recent:
+            # The broker came back empty: what it had acknowledged but nobody consumed yet is gone.
+            log.warning("broker lost its topics; re-sending the last %d acknowledged events", len(self._recent))
+            self._resend = list(self._recent) + self._resend
+            self._recent.clear()
+        self._connected_once = True
+        if self._down:
+            log.info("broker reachable at %s", self.bootstrap_servers)
+        self._down = False
+        return True
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.stop(), 2.0)
+        except Exception:  # a producer of a dead broker may not stop cleanly; drop it
+            log.debug("producer did not stop cleanly", exc_info=True)

@@ -1,0 +1,110 @@
+"""Start the whole event-stream side in one call (what ``weave-router up`` / ``worker`` wire in).
+
+    streams = await start_streams(settings, bootstrap, embedded=True, clickhouse=client,
+                                  gateway_router=gateway.router, sim_url=sim_url)
+    gateway = Gateway(settings, router, client, events=streams.emitter, health=streams.health)
+    ...
+    await streams.stop()
+
+Parts (each optional): the gateway's event producer (``emitter``), a policy follower for the gateway's
+own router, a Faust worker (router and learner agents) and the sink (needs the ClickHouse client; with
+chDB only the process that owns the data dir may run it). Group joins take seconds on the embedded
+broker, so the worker and the sink join concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from streams.agents.emitter import KafkaEventSink
+from streams.agents.policy import PolicyFollower
+from streams.agents.sink import SinkAgent
+from streams.agents.topics import Topics, ensure
+from streams.agents.worker import Worker
+from streams.config import Settings
+
+
+@dataclass
+class StreamServices:
+    emitter: KafkaEventSink | None = None
+    follower: PolicyFollower | None = None
+    worker: Worker | None = None
+    sink: SinkAgent | None = None
+
+    def health(self) -> dict[str, str]:
+        """Component states in the gateway's health-probe shape (``ok`` or a short reason)."""
+        out: dict[str, str] = {}
+        if self.emitter is not None:
+            out["events"] = self.emitter.health()
+        if self.sink is not None:
+            out["sink"] = f"degraded: {self.sink.last_error[:120]}" if self.sink.storage_down else "ok"
+        if self.worker is not None:
+            out["worker"] = "ok" if self.worker.app is not None else "stopped"
+        if self.follower is not None:
+            out["policy"] = "ok" if not self.follower.last_error else f"degraded: {self.follower.last_error[:120]}"
+        return out
+
+    async def stop(self) -> None:
+        """Stop in reverse order of the data flow: producers first, the sink last (it drains)."""
+        if self.emitter is not None:
+            with contextlib.suppress(Exception):
+                await self.emitter.stop()
+        if self.follower is not None:
+            with contextlib.suppress(Exception):
+                await self.follower.stop()
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                await self.worker.stop()
+        if self.sink is not None:
+            with contextlib.suppress(Exception):
+                await self.sink.stop()
+
+
+async def start_streams(
+    settings: Settings,
+    bootstrap_servers: str,
+    *,
+    embedded: bool,
+    clickhouse: Any = None,
+    gateway_router: Any = None,
+    sim_url: str | None = None,
+    worker_id: str = "worker-1",
+    roles: Iterable[str] = ("router", "learner"),
+    with_emitter: bool = True,
+    topics: Topics | None = None,
+    worker_options: dict[str, Any] | None = None,
+    sink_options: dict[str, Any] | None = None,
+    emitter_options: dict[str, Any] | None = None,
+) -> StreamServices:
+    """Start the parts asked for; see the module docstring. ``roles=()`` runs no Faust worker."""
+    topics = topics or Topics()
+    await ensure(bootstrap_servers, topics, settings.kafka.partitions, settings.kafka.replication_factor)
+    services = StreamServices()
+    try:
+        starts = []
+        roles = tuple(roles)
+        if roles:
+            services.worker = Worker(settings, bootstrap_servers, embedded=embedded, worker_id=worker_id,
+                                     roles=roles, topics=topics, sim_url=sim_url, **(worker_options or {}))
+            starts.append(services.worker.start())
+        if clickhouse is not None:
+            services.sink = SinkAgent.from_settings(settings, bootstrap_servers, clickhouse, topics=topics,
+                                                    embedded=embedded, worker_id=worker_id, **(sink_options or {}))
+            starts.append(services.sink.start())
+        if with_emitter:
+            services.emitter = KafkaEventSink.from_settings(settings, bootstrap_servers, topics=topics,
+                                                            embedded=embedded, **(emitter_options or {}))
+            starts.append(services.emitter.start())
+        if gateway_router is not None:
+            services.follower = PolicyFollower.for_router(settings, bootstrap_servers, gateway_router,
+                                                          topics=topics)
+            starts.append(services.follower.start())
+        await asyncio.gather(*starts)
+    except BaseException:
+        await services.stop()
+        raise
+    return services

@@ -1,0 +1,232 @@
+"""Emitter → Kafka → sink → ClickHouse on the real embedded broker and chDB: exact counts, dead letters,
+a sink killed mid-stream, ClickHouse down for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.agents.dlq import read_headers
+from streams.agents.emitter import KafkaEventSink
+from streams.agents.records import new_id, now_ms
+from streams.agents.sink import SinkAgent
+from streams.agents.topics import Topics
+from streams.config import Settings
+from streams.routing.decision import Decision
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def trace(session: str, i: int, **over: Any) -> dict[str, Any]:
+    t = {
+        "event_id": new_id(), "ts_ms": now_ms(), "request_id": f"{session}-r{i}", "session_id": session,
+        "decision_id": f"d-{session}-{i}", "client_dialect": "openai_chat", "provider_dialect": None,
+        "model": "gpt-mini-sim", "provider": "sim-openai", "status": 200, "latency_ms": 12.5,
+        "ttft_ms": None, "input_tokens": 100 + i, "output_tokens": 20, "cost_usd": 0.0001,
+        "key_id": "k1",  # not in the schema: the emitter drops it
+    }
+    t.update(over)
+    return t
+
+
+def decision(session: str, i: int) -> Decision:
+    return Decision(
+        decision_id=f"d-{session}-{i}", session_id=session, model="gpt-mini-sim", provider="sim-openai",
+        policy="bandit", policy_version=3, reason="test", confidence=0.9, propensity=0.5,
+        features={"task": "debugging", "context": {"bias": 1.0, "task=debugging": 1.0}}, ts_ms=now_ms(),
+    )
+
+
+async def wait_for_count(client: Any, sql: str, expected: int, timeout_s: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    n = -1
+    while time.monotonic() < deadline:
+        n = int((await asyncio.to_thread(client.query, sql)).result_rows[0][0])
+        if n >= expected:
+            await asyncio.sleep(0.3)  # and no more than that arrives
+            return int((await asyncio.to_thread(client.query, sql)).result_rows[0][0])
+        await asyncio.sleep(0.2)
+    return n
+
+
+def make_sink(settings: Settings, broker: str, client: Any, topics: Topics, group: str, **kw: Any) -> SinkAgent:
+    return SinkAgent.from_settings(settings, broker, client, topics=topics, embedded=True, group_id=group, **kw)
+
+
+def make_emitter(settings: Settings, broker: str, topics: Topics, tmp_path: Path, **kw: Any) -> KafkaEventSink:
+    kw.setdefault("send_timeout_s", 3.0)
+    return KafkaEventSink.from_settings(settings, broker, topics=topics, embedded=True,
+                                        data_dir=tmp_path, **kw)
+
+
+async def dlq_records(broker: str, topic: str, expected: int, timeout_s: float = 20.0) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    got: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(got) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                got.extend(records)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_emitted_events_are_stored_exactly_once(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path
+) -> None:
+    sink = make_sink(settings, broker, clickhouse, topics, f"sink-{uuid.uuid4().hex[:6]}")
+    emitter = make_emitter(settings, broker, topics, tmp_path)
+    await sink.start()
+    await emitter.start()
+    try:
+        n = 400
+        traces = [trace(f"s{i % 7}", i) for i in range(n)]
+        for i, t in enumerate(traces):
+            emitter.emit_trace(t)
+            emitter.emit_decision(decision(t["session_id"], i), request_id=t["request_id"], source="http")
+        for t in traces[:50]:
+            emitter.emit_trace(dict(t))  # redelivered: same event ids
+        emitter.emit_outcome({"event_id": new_id(), "ts_ms": now_ms(), "session_id": "s1", "success": 1.0})
+        assert await emitter.idle(20)
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", n) == n
+        assert await wait_for_count(clickhouse, "SELECT count() FROM decisions FINAL", n) == n
+        assert await wait_for_count(clickhouse, "SELECT count() FROM outcomes FINAL", 1) == 1
+        row = clickhouse.query(
+            "SELECT model, provider_dialect, ttft_ms, input_tokens, toUnixTimestamp64Milli(ts) FROM traces FINAL "
+            "WHERE event_id = {id:String}", parameters={"id": traces[3]["event_id"]}).result_rows
+        assert row == [("gpt-mini-sim", "", 0.0, 103, traces[3]["ts_ms"])]
+        d = clickhouse.query("SELECT request_id, task_type, context FROM decisions FINAL "
+                             "WHERE event_id = 'd-s3-3'").result_rows
+        assert d == [("s3-r3", "debugging", {"bias": 1.0, "task=debugging": 1.0})]
+    finally:
+        await emitter.stop()
+        await sink.stop()
+
+
+async def test_poison_bytes_and_rejected_rows_go_to_the_dlq(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path
+) -> None:
+    sink = make_sink(settings, broker, clickhouse, topics, f"sink-{uuid.uuid4().hex[:6]}")
+    emitter = make_emitter(settings, broker, topics, tmp_path)
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await producer.start()
+    await sink.start()
+    await emitter.start()
+    try:
+        await producer.send_and_wait(topics.traces, b"\x00not avro at all", key=b"s-poison")
+        await producer.send_and_wait(topics.decisions, b"\xc3\x01" + b"\x00" * 8 + b"junk", key=b"s-poison")
+        good = [trace("s-ok", i) for i in range(5)]
+        bad = trace("s-bad", 99, input_tokens=-5)  # valid Avro, but UInt64 in ClickHouse: rejected
+        for t in [*good[:2], bad, *good[2:]]:
+            emitter.emit_trace(t)
+        assert await emitter.idle(20)
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", 5) == 5
+        letters = await dlq_records(broker, topics.dlq, 3)
+        reasons = [read_headers(r.headers) for r in letters]
+        assert len(letters) == 3, reasons
+        stages = sorted(h["weave-dlq-stage"] for h in reasons)
+        assert stages == ["decode", "decode", "store"]
+        by_stage = {h["weave-dlq-stage"] + h["weave-dlq-topic"]: h["weave-dlq-reason"] for h in reasons}
+        assert "bad magic" in by_stage["decode" + topics.traces]
+        assert "unknown schema fingerprint" in by_stage["decode" + topics.decisions]
+        assert any(r.value == b"\x00not avro at all" and r.key == b"s-poison" for r in letters)
+        assert await wait_for_count(clickhouse, "SELECT count() FROM dead_letters FINAL", 3) == 3
+        # The worker kept going: events after the poison are stored.
+        emitter.emit_trace(trace("s-after", 1))
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", 6) == 6
+    finally:
+        await producer.stop()
+        await emitter.stop()
+        await sink.stop()
+
+
+async def test_sink_killed_mid_stream_resumes_without_loss_or_duplicates(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path
+) -> None:
+    group = f"sink-{uuid.uuid4().hex[:6]}"
+    small = settings.model_copy(update={"clickhouse": settings.clickhouse.model_copy(
+        update={"batch_size": 100, "flush_interval_s": 0.05})})
+    emitter = make_emitter(settings, broker, topics, tmp_path)
+    await emitter.start()
+    first = make_sink(small, broker, clickhouse, topics, group, worker_id="a")
+    await first.start()
+    total = 3000
+    try:
+        for i in range(total // 2):
+            emitter.emit_trace(trace(f"k{i % 13}", i))
+        deadline = time.monotonic() + 30
+        while first.rows_written < 300 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert first.rows_written >= 300
+        await first.stop(commit=False)  # killed: whatever it wrote after its last commit is re-read
+        for i in range(total // 2, total):
+            emitter.emit_trace(trace(f"k{i % 13}", i))
+        second = make_sink(small, broker, clickhouse, topics, group, worker_id="b")
+        await second.start()
+        try:
+            assert await emitter.idle(20)
+            n = await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", total, 45)
+            assert n == total
+            assert clickhouse.query("SELECT uniqExact(event_id) FROM traces").result_rows[0][0] == total
+        finally:
+            await second.stop()
+    finally:
+        await emitter.stop()
+
+
+class FlakyClient:
+    """A clickhouse-connect client whose server is 'down' while ``down`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = False
+        self.failed_inserts = 0
+
+    def insert(self, *a: Any, **kw: Any) -> Any:
+        if self.down:
+            self.failed_inserts += 1
+            raise ConnectionError("connection refused")
+        return self.inner.insert(*a, **kw)
+
+    def command(self, *a: Any, **kw: Any) -> Any:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return self.inner.command(*a, **kw)
+
+    def query(self, *a: Any, **kw: Any) -> Any:
+        return self.inner.query(*a, **kw)
+
+
+async def test_sink_retries_while_clickhouse_is_down(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path
+) -> None:
+    flaky = FlakyClient(clickhouse)
+    sink = make_sink(settings, broker, flaky, topics, f"sink-{uuid.uuid4().hex[:6]}", retry_initial_s=0.05,
+                     retry_max_s=0.2)
+    emitter = make_emitter(settings, broker, topics, tmp_path)
+    await sink.start()
+    await emitter.start()
+    try:
+        flaky.down = True
+        for i in range(200):
+            emitter.emit_trace(trace("down", i))
+        deadline = time.monotonic() + 20
+        while flaky.failed_inserts < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert flaky.failed_inserts >= 3 and sink.rows_written == 0
+        assert sink.dead_letters == 0  # an outage is not a poison row
+        flaky.down = False
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", 200) == 200
+        assert sink.storage_retries >= 3
+    finally:
+        await emitter.stop()
+        await sink.stop()
