@@ -73,7 +73,10 @@ class EmbeddedBroker:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
         self.process = subprocess.Popen(
-            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent,
+            # Own process group: a terminal's Ctrl-C reaches only us, and we stop the broker last,
+            # after the agents have drained, instead of it dying under them.
+            process_group=0,
         )
         if log is not subprocess.DEVNULL:
             log.close()

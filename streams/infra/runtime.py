@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +18,37 @@ from streams.infra.stack import Stack
 from streams.reliability.redact import install
 
 
-def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> Any:
+def make_router(settings: Settings) -> Any:
+    """The routing policy the gateway serves with: the learned bandit (hot-swapped by the policy
+    follower) behind the configured routes, with canary/shadow experiments when configured."""
+    from streams.routing.bandit import ContextualBandit
+    from streams.routing.experiments import build_router
+
+    return build_router(settings, ContextualBandit.from_settings(settings.routing.bandit, settings.models))
+
+
+def feedback_handler(router: Any, emitter: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``POST /v1/feedback``: validate, publish to router.outcomes (the learner), tell the router (cascade)."""
+    from streams.agents.feedback import build_outcome
+
+    def handle(payload: dict[str, Any]) -> dict[str, Any]:
+        outcome = build_outcome(payload)
+        emitter.emit_outcome(outcome)
+        router.record_outcome(outcome["session_id"], outcome["success"] >= 0.5, cost_usd=outcome.get("cost_usd"))
+        return outcome
+
+    return handle
+
+
+def build_gateway_app(
+    settings: Settings,
+    stack: Stack,
+    events: Any = None,
+    *,
+    router: Any = None,
+    feedback: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> Any:
     """The gateway: router with the learned policy, pooled upstream client, events to Kafka."""
     from streams.analytics.api import analytics_routes
     from streams.analytics.metrics import RouterMetrics, metrics_route
@@ -24,15 +56,11 @@ def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> A
     from streams.ingress.app import create_app
     from streams.ingress.gateway import Gateway
     from streams.providers.client import UpstreamClient
-    from streams.routing.bandit import ContextualBandit
-    from streams.routing.experiments import build_router
-
-    bandit = ContextualBandit.from_settings(settings.routing.bandit, settings.models)
-    router = build_router(settings, bandit)
+    router = router or make_router(settings)
     metrics = RouterMetrics()
     sink = MeteredEventSink(events, metrics)
     # Gateway.health adds the reliability layer's open breakers to the stack's components.
-    gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), sink, health=stack.components)
+    gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), sink, health=health or stack.components)
     rel = gateway.reliability
     providers = [p.name for p in settings.providers]
 
@@ -42,7 +70,7 @@ def build_gateway_app(settings: Settings, stack: Stack, events: Any = None) -> A
         for name in providers:
             metrics.set_breaker(name, states.get(name, "closed"))  # type: ignore[arg-type]
 
-    app = create_app(gateway)
+    app = create_app(gateway, feedback)
     app.router.routes.extend(analytics_routes(lambda: stack.clickhouse, settings))
     route = metrics_route(metrics)
     scrape = route.endpoint
@@ -63,11 +91,41 @@ async def run_service(
     wait: Callable[[], Awaitable[None]],
     console: Console,
 ) -> None:
+    from streams.agents.service import StreamServices, start_streams
+
     stack = Stack(settings, with_gateway=gateway, with_workers=workers)
     server: HttpServer | None = None
+    streams: StreamServices | None = None
     try:
         await stack.start()
-        app = build_gateway_app(settings, stack) if gateway else create_health_app(stack.health)
+        router = make_router(settings) if gateway else None
+        # The sink runs where the workers run: with chDB only the process owning the data dir may write.
+        streams = await start_streams(
+            settings, stack.bootstrap_servers, embedded=settings.embedded_kafka,
+            clickhouse=stack.clickhouse if workers else None, gateway_router=router, sim_url=stack.sim_url,
+            worker_id=f"{socket.gethostname()}-{os.getpid()}", roles=("router", "learner") if workers else (),
+            with_emitter=gateway,
+        )
+        parts = [name for name, on in (("router and learner agents", workers), ("ClickHouse sink", workers),
+                                       ("event producer", gateway), ("policy follower", gateway)) if on]
+        stack.state.set("streams", True, ", ".join(parts))
+        running = streams
+
+        def components() -> dict[str, dict[str, Any]]:
+            merged = dict(stack.components())
+            for name, state in running.health().items():
+                merged[name] = {"ok": state == "ok", "detail": state}
+            return merged
+
+        def health() -> dict[str, Any]:
+            comps = components()
+            return {"status": "ok" if all(c["ok"] for c in comps.values()) else "degraded", "components": comps}
+
+        if gateway:
+            app = build_gateway_app(settings, stack, streams.emitter, router=router,
+                                    feedback=feedback_handler(router, streams.emitter), health=components)
+        else:
+            app = create_health_app(health)
         server = HttpServer(app, settings.server.host, settings.server.port)
         if gateway:
             # After uvicorn set up its loggers: every handler (root's and uvicorn's) redacts secrets,
@@ -85,4 +143,6 @@ async def run_service(
     finally:
         if server is not None:
             await server.stop()
+        if streams is not None:
+            await streams.stop()
         await stack.stop()

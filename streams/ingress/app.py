@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from streams.ingress.anthropic_messages import AnthropicMessagesIngress, CountTokensEndpoint
+from streams.ingress.feedback import FeedbackEndpoint, FeedbackHandler
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import JSON_HEADERS, Receive, Scope, Send, send_bytes
 from streams.ingress.models import ModelsEndpoint
@@ -43,7 +44,7 @@ class _Health:
         await send_bytes(send, 200, msgspec.json.encode(self.gw.health()), JSON_HEADERS)
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -60,6 +61,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
         Route("/v1/models", ModelsEndpoint(gateway), methods=["GET"]),
         Route("/v1/route", RouteEndpoint(gateway), methods=["POST"]),
+        Route("/v1/feedback", FeedbackEndpoint(gateway, feedback), methods=["POST"]),
         Route("/health", _Health(gateway), methods=["GET"]),
         Route("/", _Root(), methods=["GET", "HEAD"]),
     ]
