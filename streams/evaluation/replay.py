@@ -26,7 +26,9 @@ from streams.routing.bandit import ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, ContextualBan
 from streams.routing.settings import BanditSettings
 
 PASS_THRESHOLD = 0.5  # a graded score below this counts as a failed attempt (worth escalating)
-KNOB_FACTORS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # knob = factor / reference cost
+KNOB_FACTORS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # "usd" cost scale: knob = factor / reference cost
+# "relative" cost scale: beta is already in units of the dearest model's cost, the same on any data.
+RELATIVE_KNOBS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.5, 5.0)
 REGRET_POINTS = 50
 # A coding agent retrying a failed task with another (usually stronger) model: up to five runs in
 # all. On real agent data the fourth and fifth attempts are what lift a cascade of cheap models
@@ -38,6 +40,13 @@ class ReplayPolicy(Protocol):
     def predict_one(self, context: dict[str, float], arms: list[str]) -> tuple[str, float, float]: ...
 
     def learn_outcome(self, context: dict[str, float], arm: str, success: float, cost_usd: float) -> None: ...
+
+
+def _escalates(policy: ReplayPolicy, context: dict[str, float], arms: list[str]) -> bool:
+    """Ask the policy whether a failed task is worth another attempt (policies without a stop rule
+    always retry, up to ``max_attempts``)."""
+    ask = getattr(policy, "should_escalate", None)
+    return True if ask is None else bool(ask(context, arms))
 
 
 class PaidOutcomes:
@@ -107,6 +116,8 @@ def simulate(
             if not arms:
                 break
             ctx = attempt_context(contexts[t], k, tried, max_attempts)
+            if k > 1 and not _escalates(policy, ctx, arms):
+                break
             arm, propensity, confidence = policy.predict_one(ctx, arms)
             success, cost = outcomes.pay(t, model_index[arm])
             policy.learn_outcome(ctx, arm, success, cost)
@@ -143,6 +154,7 @@ def make_bandit(matrix: OutcomeMatrix, settings: BanditSettings, *, beta: float,
         alpha=settings.alpha,
         beta=beta,
         exploration=settings.exploration,
+        cost_scale=settings.cost_scale,
         seed=seed,
     )
 
@@ -299,8 +311,10 @@ def _run_once(
     )
 
 
-def default_knobs(matrix: OutcomeMatrix, beta: float) -> list[float]:
+def default_knobs(matrix: OutcomeMatrix, beta: float, cost_scale: str = "usd") -> list[float]:
     """Cost weights spanning the data set's price scale (relative to the best model's cost)."""
+    if cost_scale == "relative":
+        return sorted(set(RELATIVE_KNOBS) | {beta})
     _, _, ref = best_single_model(matrix)
     ref = ref if ref > 0 else 1.0
     return sorted({round(f / ref, 12) for f in KNOB_FACTORS} | {beta})
@@ -355,7 +369,9 @@ def run_replay(
 
     points: list[dict[str, float]] = []
     if curve:
-        for knob in knob_values if knob_values is not None else default_knobs(matrix, settings.beta):
+        for knob in (
+            knob_values if knob_values is not None else default_knobs(matrix, settings.beta, settings.cost_scale)
+        ):
             rs = main if knob == settings.beta else runs(knob)
             points.append(
                 {

@@ -1,7 +1,13 @@
 """The learned routing policy: a contextual bandit over the configured models (arms).
 
 Each arm keeps a Bayesian linear model of its success given the request context, plus a running
-estimate of its cost. The reward of a decision is ``U = alpha * success - beta * cost_usd``.
+estimate of its cost. The reward of a decision is ``U = alpha * success - beta * cost``, with the
+cost in USD or (``cost_scale="relative"``) in units of the dearest arm's prior cost per decision.
+
+Cascades (context keys ``attempt`` / ``attempts_left``): a retry's success is scored by a count
+model per (arm, attempt) pooled across arms (``_retry_estimates``); with attempts left, arms are
+ordered by success per unit cost (Weitzman's index) among those worth trying, and
+``should_escalate`` is the stop rule (no arm with ``U > 0``).
 
 Why this shape:
 - Closed-form Gaussian posteriors keep only sufficient statistics (precision matrix ``A`` and vector
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from streams.routing.settings import BanditSettings
 
 Exploration = Literal["thompson", "ucb"]
+CostScale = Literal["relative", "usd"]
 
 # Prior probability of success by tier, as a Beta pseudo-count (mean, strength). Weak on purpose:
 # the bandit must learn success; the prior only decides which arms are worth trying first.
@@ -64,6 +71,17 @@ _HEAD_KEYS = frozenset({ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, "bias"})
 # full weight however long the prompt is.
 CASCADE_SLOTS = 3
 HEAD = 1 + CASCADE_SLOTS
+# Retries are scored by a count model per (arm, attempt bucket); attempts past the last bucket
+# share it. Pseudo-counts: the per-attempt success factor's prior, and how far one arm's success
+# at one attempt may stray from "arm strength x attempt factor" before its own counts take over.
+RETRY_BUCKETS = 6
+RETRY_FACTOR_STRENGTH = 4.0
+CELL_STRENGTH = 2.0
+# Prior of the retry success factor: each further attempt succeeds this share of the first
+# attempt's rate less (a retry lands on a task that already beat a model), floored at 10%.
+RETRY_FACTOR_STEP = 0.3
+# Pseudo-observations (average decisions) shrinking the learned cost-per-attempt factor to 1.
+COST_FACTOR_STRENGTH = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +91,10 @@ class ArmPrior:
     success: float = 0.5
     cost_usd: float = 0.0
     strength: float = 4.0  # pseudo-observations behind ``success`` (Beta alpha + beta)
-    cost_strength: float = 2.0  # pseudo-observations behind ``cost_usd``
+    # Pseudo-observations behind ``cost_usd``. The price is known well up front, while agent-run
+    # costs are heavy-tailed (one run can cost 10-20x the mean): one such run must not make an
+    # arm look ten times dearer for the rest of the session.
+    cost_strength: float = 10.0
 
 
 def priors_from_models(
@@ -126,14 +147,20 @@ class ContextualBandit:
         shared_prior_var: float = 0.3,
         retry_prior: float = -0.15,
         explore_scale: float = 0.15,
+        retry_explore_scale: float = 0.5,
         ucb_c: float = 1.0,
         draws: int = 64,
         margin: float = 0.02,
         cascade: bool = True,
+        cost_scale: CostScale = "usd",
         seed: int | None = None,
     ) -> None:
         self.alpha = float(alpha)
         self.beta = float(beta)
+        # "usd": ``beta`` weighs dollars. "relative": it weighs cost in units of the most expensive
+        # arm's prior cost per decision, so one default means the same on a catalogue priced in
+        # cents per call and on one priced in dollars per agent run.
+        self.cost_scale: CostScale = cost_scale
         self.exploration: Exploration = exploration
         self.dim = int(dim)
         self.noise = float(noise)  # variance of one outcome around its mean (Bernoulli at p=0.5)
@@ -142,6 +169,10 @@ class ContextualBandit:
         # Prior belief that each further attempt succeeds less: the task already beat a model.
         self.retry_prior = float(retry_prior)
         self.explore_scale = float(explore_scale)  # scales posterior std in draws; <1 explores less
+        # Same, for retries (count model): its std is an honest Beta one and the ratio index keeps
+        # dear arms out, so retries can explore more than first attempts (but a full draw still
+        # spends too much on one-off expensive agent runs in replays).
+        self.retry_explore_scale = float(retry_explore_scale)
         self.ucb_c = float(ucb_c)
         self.draws = max(1, int(draws))
         self.margin = float(margin)
@@ -182,6 +213,9 @@ class ContextualBandit:
         # Cascade statistics per attempt number (index = attempt, 1-based): outcomes seen there.
         # Columns: count, success sum, cost sum, sum of the chosen arms' prior costs.
         self._att = np.zeros((MAX_ATTEMPT_SLOTS + 1, 4))
+        # Outcomes per (arm, attempt bucket): count and success sum. Sums only, so merges are exact.
+        self._cell = np.zeros((0, RETRY_BUCKETS + 1, 2))
+        self._retry_cache: tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         for arm in arms:
             self._ensure_arm(arm)
 
@@ -202,6 +236,7 @@ class ContextualBandit:
             alpha=settings.alpha,
             beta=settings.beta,
             exploration=settings.exploration,
+            cost_scale=settings.cost_scale,
             seed=settings.seed,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -230,6 +265,7 @@ class ContextualBandit:
         self._cost_sum = np.append(self._cost_sum, prior.cost_usd * prior.cost_strength)
         self._cost_n = np.append(self._cost_n, prior.cost_strength)
         self._pulls = np.append(self._pulls, 0.0)
+        self._cell = np.concatenate([self._cell, np.zeros((1, RETRY_BUCKETS + 1, 2))])
         self._index[arm] = len(self.arms)
         self.arms.append(arm)
         return self._index[arm]
@@ -275,8 +311,56 @@ class ContextualBandit:
         # content feature that one arm fails on says nothing about the others.
         p_mean = self._mu @ x + (cx[:, 1:HEAD] @ self._smu[1:HEAD]) / self.context_prior_var
         p_std = np.sqrt(np.maximum(cx @ x, 0.0))
+        attempt = int(context.get(ATTEMPT_KEY, 0) or 0)
+        if attempt >= 2:
+            # Retries: the count model (see ``_retry_estimates``). It reads only the attempt
+            # number: context effects learned mostly on first attempts, added to the small success
+            # rates of retries, moved decisions more by noise than by signal in replays.
+            p_mean, p_std = self._retry_estimates(min(attempt, RETRY_BUCKETS))
         cost = self._cost_sum / self._cost_n * self._cost_factor(context)
         return p_mean[idx], p_std[idx], cost[idx]
+
+    def _retry_estimates(self, k: int, *, wide_std: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Success of every arm at attempt ``k >= 2``: mean and std, never outside [0, 1].
+
+        A retry lands on a task that already beat some models, so success there is a different
+        quantity from first-attempt success, and the linear model (additive, unbounded) scores it
+        badly: a cheap arm that failed a few retries goes below 0 while an untried dear one keeps
+        its catalogue optimism. Here success at attempt k is ``strength(arm) x factor(k)``, both
+        fitted from all arms' counts (Poisson-style ratio estimates, shrunk to the tier prior and to
+        a prior factor), and each (arm, k) cell is a Beta whose prior mean is that product: an
+        untried arm inherits what the others taught about attempt k, a tried one its own record.
+        """
+        key = (self.version, len(self.arms))
+        if self._retry_cache is None or self._retry_cache[:2] != key:
+            n, succ = self._cell[:, :, 0], self._cell[:, :, 1]
+            prior = self._b0[:, 0] / np.maximum(self._A0[:, 0, 0], 1e-12)  # the tier prior mean
+            strength = self._A0[:, 0, 0] * self.noise  # its pseudo-observations
+            buckets = np.arange(RETRY_BUCKETS + 1)
+            f0 = np.clip(1.0 - RETRY_FACTOR_STEP * (buckets - 1), 0.1, 1.0)  # prior factor per attempt
+            f0[0] = 1.0
+            f = f0.copy()
+            a = prior.copy()
+            for _ in range(3):  # alternate the two ratio estimates; converges in a few rounds
+                a = np.clip((succ.sum(axis=1) + strength * prior) / (n @ f + strength), 1e-3, 1.0)
+                f = (succ.sum(axis=0) + RETRY_FACTOR_STRENGTH * f0) / (a @ n + RETRY_FACTOR_STRENGTH)
+                f[:2] = 1.0  # attempt 1 (and "unknown") is the reference
+            mean0 = np.clip(a[:, None] * f[None, :], 1e-3, 1.0 - 1e-3)
+            post_n = n + CELL_STRENGTH
+            mean = (succ + CELL_STRENGTH * mean0) / post_n
+            # Uncertainty: of the prior mean (the arm's strength, known from all its outcomes, times
+            # the attempt factor), weighted by how much the cell still leans on it, plus the
+            # cell's own sampling noise. An untried dear arm is thus as uncertain as its strength,
+            # not as a blank Beta(1, 1), and is not explored at retries on a hunch.
+            evidence = n @ f + strength
+            var0 = (f[None, :] ** 2) * (a * (1.0 - a) / (evidence + 1.0))[:, None]
+            w = CELL_STRENGTH / post_n
+            std = np.sqrt(w**2 * var0 + (1.0 - w) * mean * (1.0 - mean) / (post_n + 1.0))
+            # The cell's plain Beta std, blind to the pooling: for the stop rule (see there).
+            wide = np.sqrt(mean * (1.0 - mean) / (post_n + 1.0))
+            self._retry_cache = (key[0], key[1], mean, std, wide)
+        _, _, mean, std, wide = self._retry_cache
+        return mean[:, k], (wide if wide_std else std)[:, k]
 
     def _cost_factor(self, context: Mapping[str, float]) -> float:
         """How much more (or less) attempts at this position cost than an arm's average.
@@ -287,11 +371,24 @@ class ContextualBandit:
         k = int(context.get(ATTEMPT_KEY, 0) or 0)
         if not 0 < k <= MAX_ATTEMPT_SLOTS or not self.arms:
             return 1.0
-        ref = float(np.mean(self._cost_sum0 / self._cost_n0)) or 1e-12
+        # Shrunk to 1 by COST_FACTOR_STRENGTH average decisions: agent-run costs are heavy-tailed
+        # (one run can cost 20x the price), and one such run must not price a whole attempt out.
+        ref = COST_FACTOR_STRENGTH * float(np.mean(self._cost_sum0 / self._cost_n0)) or 1e-12
         total = self._att.sum(axis=0)
         r_all = (total[2] + ref) / (total[3] + ref)
         r_k = (self._att[k, 2] + ref) / (self._att[k, 3] + ref)
         return float(r_k / r_all)
+
+    def cost_unit(self) -> float:
+        """USD per unit of cost in the reward: 1, or the dearest arm's prior cost ("relative").
+
+        Taken from the priors only (never from outcomes), so it is the same on every worker and
+        merges stay exact.
+        """
+        if self.cost_scale != "relative" or not self.arms:
+            return 1.0
+        top = float(np.max(self._cost_sum0 / self._cost_n0))
+        return top if top > 0 else 1.0
 
     def continuation_value(self, context: Mapping[str, float]) -> float:
         """Expected reward of the rest of the cascade if this attempt fails (0 without attempts left)."""
@@ -308,14 +405,33 @@ class ContextualBandit:
             if n <= 0:
                 value = 0.0
                 continue
-            p, c = s_sum / n, c_sum / n
+            p, c = s_sum / n, c_sum / n / self.cost_unit()
             value = max(0.0, self.alpha * p - self.beta * c + (1.0 - p) * value)
         return min(value, self.alpha)
 
     def expected_rewards(self, context: Mapping[str, float], arms: list[str]) -> np.ndarray:
         """Posterior mean of ``U`` per arm (success clipped to [0, 1])."""
         p_mean, _, cost = self.estimates(context, arms)
-        return self.alpha * np.clip(p_mean, 0.0, 1.0) - self.beta * cost
+        return self.alpha * np.clip(p_mean, 0.0, 1.0) - self.beta * cost / self.cost_unit()
+
+    def should_escalate(self, context: Mapping[str, float], arms: list[str]) -> bool:
+        """After a failed attempt: is another one worth paying for? (Some arm's expected ``U > 0``.)
+
+        The stop rule of the search: an attempt whose expected success is worth less than what it
+        costs loses reward whatever comes after it, since later attempts only get harder.
+        """
+        if not arms:
+            return False
+        p_mean, p_std, cost = self.estimates(context, arms)
+        attempt = int(context.get(ATTEMPT_KEY, 0) or 0)
+        if attempt >= 2:
+            idx = self._last_idx  # set by estimates() for this arm list
+            p_mean, p_std = (v[idx] for v in self._retry_estimates(min(attempt, RETRY_BUCKETS), wide_std=True))
+        # A full posterior draw (Thompson on the stop decision itself), with the cell's own Beta
+        # width: once it stops it learns nothing more about escalating, so a stop rule on the mean
+        # (or on the pooled, narrower draw) locks in after a few unlucky retries.
+        p = np.clip(p_mean + p_std * self._rng.standard_normal(len(arms)), 0.0, 1.0)
+        return bool(np.max(self.alpha * p - self.beta * cost / self.cost_unit()) > 0.0)
 
     def predict_one(self, context: dict[str, float], arms: list[str]) -> tuple[str, float, float]:
         """Pick an arm: (arm, propensity of that arm under the exploration policy, confidence)."""
@@ -324,27 +440,42 @@ class ContextualBandit:
         if len(arms) == 1:
             return arms[0], 1.0, 1.0
         p_mean, p_std, cost = self.estimates(context, arms)
-        # With attempts left, a failure is not worth 0 but the value of continuing the cascade, so a
-        # success here is worth only alpha - V: early attempts favour cheap models, later ones
-        # (nothing left to fall back on) the strong ones.
-        alpha = self.alpha - self.continuation_value(context)
+        cost_term = self.beta * cost / self.cost_unit()
         z = self._rng.standard_normal((self.draws, len(arms)))
-        cost_term = self.beta * cost
         # Draws of success are clipped to [0, 1]: an arm whose cost exceeds what a certain success
-        # is worth over a cheaper arm can never win a draw, so it is never explored for nothing.
-        explore = alpha * np.clip(p_mean + self.explore_scale * p_std * z, 0.0, 1.0) - cost_term
+        # is worth can never win a draw, so it is never explored for nothing.
+        retry = int(context.get(ATTEMPT_KEY, 0) or 0) >= 2
+        scale = self.retry_explore_scale if retry else self.explore_scale
+        explore = self._score(context, np.clip(p_mean + scale * p_std * z, 0.0, 1.0), cost_term)
         best_per_draw = explore.argmax(axis=1)
         if self.exploration == "ucb":
-            k = int(np.argmax(alpha * np.minimum(p_mean + self.ucb_c * p_std, 1.0) - cost_term))
+            optimistic = np.minimum(p_mean + self.ucb_c * p_std, 1.0)[None, :]
+            k = int(np.argmax(self._score(context, optimistic, cost_term)[0]))
             propensity = 1.0  # deterministic given the state
         else:
             k = int(best_per_draw[0])
             # Monte Carlo estimate of P(arm k wins); draw 0 chose it, so it is at least 1/draws.
             propensity = float(np.count_nonzero(best_per_draw == k)) / self.draws
         # Confidence: posterior probability (unscaled draws) that k is within margin of the best.
-        post = alpha * np.clip(p_mean + p_std * z, 0.0, 1.0) - cost_term
+        post = self.alpha * np.clip(p_mean + p_std * z, 0.0, 1.0) - cost_term
         confidence = float(np.mean(post[:, k] >= post.max(axis=1) - self.margin))
         return arms[k], propensity, confidence
+
+    def _score(self, context: Mapping[str, float], p: np.ndarray, cost_term: np.ndarray) -> np.ndarray:
+        """What the decision maximises, per draw (rows) and arm (columns).
+
+        Last (or only) attempt: the reward ``U = alpha * p - beta * cost``. With attempts left, a
+        failure is not the end, and the order that maximises the search's expected reward is by
+        success per unit cost ``alpha * p / (beta * cost)`` (the index of Weitzman's search
+        problem when every success is worth the same), among the arms worth trying at all
+        (``U > 0``); when none is, the least bad ``U`` (the caller may stop: ``should_escalate``).
+        """
+        u = self.alpha * p - cost_term
+        left = int(context.get(ATTEMPTS_LEFT_KEY, 0) or 0)
+        if not self.cascade or left <= 0 or self.beta <= 0:
+            return u
+        ratio = self.alpha * p / np.maximum(cost_term, 1e-12)
+        return np.where(u > 0.0, ratio, u)
 
     # ---- learn ------------------------------------------------------------------------------
 
@@ -352,7 +483,9 @@ class ContextualBandit:
         """Learn from a scalar reward ``U``: split into success and cost with the arm's cost estimate.
 
         Prefer ``learn_outcome`` when success and cost are known separately (they are in the
-        replay and the learner agent); this keeps the River-style single-reward interface.
+        replay and the learner agent); this keeps the River-style single-reward interface. The
+        reward here is ``alpha * success - beta * cost_usd`` (USD, whatever ``cost_scale``), as
+        the router computes it: it only carries the success back, so any consistent unit works.
         """
         i = self._ensure_arm(arm)
         cost = float(self._cost_sum[i] / self._cost_n[i])
@@ -370,6 +503,8 @@ class ContextualBandit:
         k = int(context.get(ATTEMPT_KEY, 0) or 0)
         if 0 < k <= MAX_ATTEMPT_SLOTS:
             self._att[k] += (1.0, success, cost, self._cost_sum0[i] / self._cost_n0[i])
+        # Bucket 1 holds first attempts (and decisions outside a cascade): the reference strength.
+        self._cell[i, min(max(k, 1), RETRY_BUCKETS)] += (1.0, min(max(success, 0.0), 1.0))
 
     def reward(self, success: float, cost_usd: float) -> float:
         return self.alpha * success - self.beta * cost_usd
@@ -419,6 +554,8 @@ class ContextualBandit:
             self._cost_sum[i] += other._cost_sum[j] - ref_cs
             self._cost_n[i] += other._cost_n[j] - ref_cn
             self._pulls[i] += other._pulls[j] - ref_pulls
+            ref_cell = base._cell[base._index[arm]] if base is not None and arm in base._index else 0.0
+            self._cell[i] += other._cell[j] - ref_cell
             self._cov[i] = np.linalg.inv(self._A[i])
             self._mu[i] = self._cov[i] @ self._b[i]
         self._att += other._att - (base._att if base is not None else 0.0)
@@ -428,6 +565,7 @@ class ContextualBandit:
         self._scov = np.linalg.inv(self._S)
         self._smu = self._scov @ self._s
         self.version += other.version - (base.version if base is not None else 0)
+        self._retry_cache = None
 
     def snapshot(self) -> bytes:
         """Serialise to bytes (npz + JSON header, no pickle: safe to read from a shared topic)."""
@@ -445,10 +583,12 @@ class ContextualBandit:
                 "shared_prior_var": self.shared_prior_var,
                 "retry_prior": self.retry_prior,
                 "explore_scale": self.explore_scale,
+                "retry_explore_scale": self.retry_explore_scale,
                 "ucb_c": self.ucb_c,
                 "draws": self.draws,
                 "margin": self.margin,
                 "cascade": self.cascade,
+                "cost_scale": self.cost_scale,
                 "seed": self.seed,
             },
             "priors": {a: [p.success, p.cost_usd, p.strength, p.cost_strength] for a, p in self.priors.items()},
@@ -474,6 +614,7 @@ class ContextualBandit:
             cost_n0=self._cost_n0,
             pulls=self._pulls,
             att=self._att,
+            cell=self._cell,
         )
         return buf.getvalue()
 
@@ -493,6 +634,9 @@ class ContextualBandit:
             bandit._cost_sum0, bandit._cost_n0 = z["cost_sum0"].copy(), z["cost_n0"].copy()
             bandit._pulls = z["pulls"].copy()
             bandit._att = z["att"].copy()
+            # Snapshots from before the retry count model have no cells: start them empty.
+            n_arms = len(bandit.arms)
+            bandit._cell = z["cell"].copy() if "cell" in z.files else np.zeros((n_arms, RETRY_BUCKETS + 1, 2))
             # The covariance is saved, not re-inverted, so a restored bandit decides bit-identically.
             bandit._cov, bandit._mu = z["cov"].copy(), z["mu"].copy()
             bandit._S, bandit._s = z["S"].copy(), z["s"].copy()

@@ -19,7 +19,13 @@ class BanditSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     alpha: float = Field(1.0, description="reward weight of success")
-    beta: float = Field(1.0, description="reward weight of cost, in the units of cost_scale")
+    beta: float = Field(
+        0.8,
+        description=(
+            "reward weight of cost, in the units of cost_scale; 0.8 relative: a success is worth 1.25 "
+            "calls to the dearest model (a cascade stops when no model left is worth its cost)"
+        ),
+    )
     cost_scale: Literal["relative", "usd"] = Field(
         "relative",
         description=(

@@ -104,11 +104,13 @@ def test_set_policy_accepts_a_bandit_snapshot_when_the_bandit_exists() -> None:
 
 def test_record_outcome_can_teach_the_bandit_in_process() -> None:
     b = FakeBandit("gpt-mini-sim", 0.5, 0.99)
-    r = Router(default_settings(), bandit=b)
+    settings = default_settings()
+    r = Router(settings, bandit=b)
     r.decide(request([user("Implement it")]), {"x-session-id": "l1"}, requested_model="router/auto")
     r.record_outcome("l1", success=True, cost_usd=0.25, learn=True)
     context, arm, reward = b.learned[-1]
-    assert arm == "gpt-mini-sim" and reward == 1.0 - 0.25 and context["bias"] == 1.0
+    expected = settings.routing.bandit.alpha * 1.0 - settings.routing.bandit.beta * 0.25
+    assert arm == "gpt-mini-sim" and reward == expected and context["bias"] == 1.0
 
 
 def test_router_pickles() -> None:
