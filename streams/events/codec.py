@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
@@ -50,9 +50,10 @@ def _load(path: Path) -> SchemaVersion:
     raw = json.loads(path.read_text())
     # The fingerprint comes from a clean parse; the stored copy keeps fastavro's parse hint, without
     # which every schemaless_reader/writer call re-parses the schema (~55 µs per event instead of ~20).
-    clean = parse_schema(raw, _write_hint=False)
+    clean = cast(dict[str, Any], parse_schema(raw, _write_hint=False))
     name = clean["name"].rsplit(".", 1)[-1]
-    return SchemaVersion(name=name, parsed=parse_schema(raw), fingerprint=_fingerprint(clean))
+    hinted = cast(dict[str, Any], parse_schema(raw))
+    return SchemaVersion(name=name, parsed=hinted, fingerprint=_fingerprint(clean))
 
 
 class EventCodec:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -70,7 +71,8 @@ class EmbeddedBroker:
             "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/",
         ]
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log_file = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        log: Any = log_file or subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
         self.process = subprocess.Popen(
             cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent,
@@ -78,8 +80,8 @@ class EmbeddedBroker:
             # after the agents have drained, instead of it dying under them.
             process_group=0,
         )
-        if log is not subprocess.DEVNULL:
-            log.close()
+        if log_file is not None:
+            log_file.close()
         if not wait_for_port(self.host, self.port, timeout_s):
             self.stop()
             raise RuntimeError(f"embedded broker did not listen on {self.bootstrap_servers} in {timeout_s}s")

@@ -73,8 +73,8 @@ def session_id(headers: Mapping[str, str], req: CanonicalRequest, key: str | Non
         return cache_key
     h = hashlib.blake2b(digest_size=8)
     h.update((key or "").encode())
-    for part in req.system[:1]:
-        h.update(part.text[:512].encode())
+    for sys_part in req.system[:1]:
+        h.update(sys_part.text[:512].encode())
     for msg in req.messages:
         if msg.role == "user":
             for part in msg.parts:

@@ -71,7 +71,7 @@ def forwarded_headers(
                 out[name] = value
     if client_dialect == provider_dialect == "anthropic_messages":
         for name in _FORWARD_ANTHROPIC:
-            value = client_headers.get(name)
-            if value:
-                out[name] = value
+            forwarded = client_headers.get(name)
+            if forwarded:
+                out[name] = forwarded
     return out

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from river import proba
 
+from streams.routing.features import TASK_TYPES
+
 if TYPE_CHECKING:
     from streams.config import ModelSettings
     from streams.routing.settings import BanditSettings
@@ -47,11 +49,12 @@ CostScale = Literal["relative", "usd"]
 
 # Prior probability of success by tier, as a Beta pseudo-count (mean, strength). Weak on purpose:
 # the bandit must learn success; the prior only decides which arms are worth trying first.
+# river types Beta's pseudo-counts as int; fractional counts are valid Beta parameters.
 TIER_PRIOR: dict[str, proba.Beta] = {
-    "frontier": proba.Beta(3.0, 1.0),  # mean 0.75
-    "strong": proba.Beta(2.6, 1.4),  # mean 0.65
-    "standard": proba.Beta(2.2, 1.8),  # mean 0.55
-    "cheap": proba.Beta(1.8, 2.2),  # mean 0.45
+    "frontier": proba.Beta(3.0, 1.0),  # type: ignore[arg-type]  # mean 0.75
+    "strong": proba.Beta(2.6, 1.4),  # type: ignore[arg-type]  # mean 0.65
+    "standard": proba.Beta(2.2, 1.8),  # type: ignore[arg-type]  # mean 0.55
+    "cheap": proba.Beta(1.8, 2.2),  # type: ignore[arg-type]  # mean 0.45
 }
 # A "typical" agent request, used to turn per-token prices into a per-decision cost prior.
 REFERENCE_INPUT_TOKENS = 20_000
@@ -66,11 +69,18 @@ ATTEMPTS_LEFT_KEY = "attempts_left"
 # ``Features.vector()`` carries a constant "bias", which would otherwise take a context slot and
 # dilute the normalised context.
 _HEAD_KEYS = frozenset({ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, "bias"})
-# Layout of the model's input: [bias, attempt>=2, attempt>=3, attempt>=4, hashed context ...].
-# The cascade indicators sit outside the normalised hashed part so that "this is a retry" keeps its
-# full weight however long the prompt is.
+# Layout of the model's input: [bias, attempt>=2, attempt>=3, attempt>=4, task type one-hot ...,
+# hashed context ...]. The cascade indicators sit outside the normalised hashed part so that "this
+# is a retry" keeps its full weight however long the prompt is. So does the task type (the router's
+# ``task=<type>`` keys), the feature routing depends on most: hashed, two task types shared a slot
+# (crc32 % 32 puts task=implementation and task=debugging together) and the normalisation diluted
+# it, so the bandit could not tell a debugging session from an implementation one.
 CASCADE_SLOTS = 3
-HEAD = 1 + CASCADE_SLOTS
+CASCADE_END = 1 + CASCADE_SLOTS
+TASK_SLOTS: dict[str, int] = {"task=" + t: CASCADE_END + i for i, t in enumerate(TASK_TYPES)}
+HEAD = CASCADE_END + len(TASK_SLOTS)
+# Snapshots written before the task slots had this head (restore pads them with the prior).
+_LEGACY_HEAD = CASCADE_END
 # Retries are scored by a count model per (arm, attempt bucket); attempts past the last bucket
 # share it. Pseudo-counts: the per-attempt success factor's prior, and how far one arm's success
 # at one attempt may stray from "arm strength x attempt factor" before its own counts take over.
@@ -276,8 +286,13 @@ class ContextualBandit:
         vals = [0.0] * (self.dim + HEAD)
         slots = self._slots
         log1p, copysign = math.log1p, math.copysign
+        tasks: list[tuple[int, float]] = []
         for name, value in context.items():
             if not value or name in _HEAD_KEYS:
+                continue
+            t = TASK_SLOTS.get(name)
+            if t is not None:
+                tasks.append((t, min(max(float(value), -1.0), 1.0)))
                 continue
             s = slots.get(name)
             if s is None:
@@ -289,6 +304,8 @@ class ContextualBandit:
         if norm > 0:
             x /= norm  # unit norm: the context can move an arm's estimate, not swamp its bias
         x[0] = 1.0
+        for t, value in tasks:
+            x[t] = value
         attempt = int(context.get(ATTEMPT_KEY, 0) or 0)
         for j in range(1, CASCADE_SLOTS + 1):
             x[j] = 1.0 if attempt > j else 0.0
@@ -309,7 +326,7 @@ class ContextualBandit:
         # Posterior mean with prior mean m = (prior success, shared weights): Cov_a (b_a + A0 m).
         # Only the cascade weights are shared: "a retry succeeds less" holds for every arm, while a
         # content feature that one arm fails on says nothing about the others.
-        p_mean = self._mu @ x + (cx[:, 1:HEAD] @ self._smu[1:HEAD]) / self.context_prior_var
+        p_mean = self._mu @ x + (cx[:, 1:CASCADE_END] @ self._smu[1:CASCADE_END]) / self.context_prior_var
         p_std = np.sqrt(np.maximum(cx @ x, 0.0))
         attempt = int(context.get(ATTEMPT_KEY, 0) or 0)
         if attempt >= 2:
@@ -571,6 +588,7 @@ class ContextualBandit:
         """Serialise to bytes (npz + JSON header, no pickle: safe to read from a shared topic)."""
         meta = {
             "format": SNAPSHOT_FORMAT,
+            "head": HEAD,
             "arms": self.arms,
             "version": self.version,
             "params": {
@@ -641,9 +659,35 @@ class ContextualBandit:
             bandit._cov, bandit._mu = z["cov"].copy(), z["mu"].copy()
             bandit._S, bandit._s = z["S"].copy(), z["s"].copy()
             bandit._scov, bandit._smu = z["scov"].copy(), z["smu"].copy()
+        head = int(meta.get("head", _LEGACY_HEAD))
+        if head != HEAD:
+            bandit._pad_head(head)
         bandit.version = int(meta["version"])
         bandit._rng.bit_generator.state = meta["rng"]
         return bandit
+
+    def _pad_head(self, head: int) -> None:
+        """Upgrade a restored snapshot written with an older, shorter head (before the task slots):
+        insert the missing slots after its head, holding only their prior (nothing was learned
+        there), which is exactly the state the new layout would have reached on the same data."""
+        if not _LEGACY_HEAD <= head < HEAD:
+            raise ValueError(f"bandit snapshot has an unknown layout (head {head}, expected {HEAD})")
+        at, k = head, HEAD - head
+        new = np.arange(at, at + k)
+
+        def vec(a: np.ndarray) -> np.ndarray:  # (..., d): the new slots hold 0
+            return np.insert(a, [at] * k, 0.0, axis=-1)
+
+        def mat(a: np.ndarray, diag: float) -> np.ndarray:  # (..., d, d): independent new slots
+            a = np.insert(np.insert(a, [at] * k, 0.0, axis=-1), [at] * k, 0.0, axis=-2)
+            a[..., new, new] = diag
+            return a
+
+        pv, sv = self.context_prior_var, self.shared_prior_var
+        self._A, self._A0, self._cov = mat(self._A, 1 / pv), mat(self._A0, 1 / pv), mat(self._cov, pv)
+        self._b, self._b0, self._mu = vec(self._b), vec(self._b0), vec(self._mu)
+        self._S, self._scov = mat(self._S, 1 / sv), mat(self._scov, sv)
+        self._s, self._smu = vec(self._s), vec(self._smu)
 
     def pulls(self, arm: str) -> int:
         i = self._index.get(arm)

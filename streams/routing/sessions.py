@@ -23,7 +23,8 @@ from streams.routing.features import Features
 from streams.routing.policy import Catalog
 from streams.translation.canonical import CanonicalRequest, TextPart
 
-SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "x-session-id")
+# ``x-router-session`` first: our own header (README, demo, ingress/context.py), most specific.
+SESSION_HEADERS = ("x-router-session", "x-claude-code-session-id", "session-id", "x-session-id")
 
 
 def session_key(req: CanonicalRequest, headers: Mapping[str, str]) -> str:
@@ -39,8 +40,8 @@ def session_key(req: CanonicalRequest, headers: Mapping[str, str]) -> str:
     if isinstance(pck, str) and pck:
         return pck[:200]
     h = hashlib.blake2b(digest_size=12)
-    for p in req.system:
-        h.update(p.text[:4000].encode("utf-8", "surrogatepass"))
+    for sys_part in req.system:
+        h.update(sys_part.text[:4000].encode("utf-8", "surrogatepass"))
     h.update(b"\x00")
     for m in req.messages:
         if m.role == "system":
