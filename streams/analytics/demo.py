@@ -154,6 +154,7 @@ async def _session(
     stats.dialects[dialect] += 1
     attempts = 2  # the first try, and one retry in the same session when the tests fail
     prompt = TASKS[rng.randrange(len(TASKS))]
+    routed_session = session_id
     for attempt in range(attempts):
         convo.user(prompt if attempt == 0 else "The tests still fail. Please look again and fix it.")
         text = ""
@@ -170,6 +171,9 @@ async def _session(
                 stats.last_error = f"HTTP {r.status_code} on {convo.path}: {r.text[:200]}"
                 return
             resp = r.json()
+            # Report the outcome on the session the gateway recorded the decisions under (it echoes it):
+            # the learner joins outcomes to decisions by that id.
+            routed_session = r.headers.get("x-router-session") or routed_session
             stats.models[r.headers.get("x-router-model") or resp.get("model", "?")] += 1
             text, calls = convo.take(resp)
             if not calls:
@@ -184,7 +188,7 @@ async def _session(
             stats.verdict_missing += 1
             success = rng.random() < 0.6
         if feedback:
-            body = {"session_id": session_id, "success": 1.0 if success else 0.0,
+            body = {"session_id": routed_session, "success": 1.0 if success else 0.0,
                     "tests_passed": 10 if success else 7, "tests_failed": 0 if success else 3,
                     "metadata": {"task": task_key, "dialect": dialect, "attempt": str(attempt + 1)}}
             try:
@@ -207,7 +211,7 @@ async def _session(
 
 def _table(stats: DemoStats, total: int, elapsed: float) -> Table:
     table = Table(title=f"weave-router demo: {stats.sessions}/{total} sessions, {stats.requests} requests, "
-                        f"{elapsed:.1f}s", title_justify="left")
+                        f"{elapsed:.1f}s", title_justify="left", min_width=72)
     table.add_column("model")
     table.add_column("requests", justify="right")
     table.add_column("share", justify="right")
@@ -221,6 +225,76 @@ def _table(stats: DemoStats, total: int, elapsed: float) -> Table:
     return table
 
 
+async def _stored(client: Any, base_url: str) -> dict[str, Any] | None:
+    """The analytics summary of the last hour, or None when the stack serves no analytics."""
+    import httpx
+
+    try:
+        r = await client.get(base_url + "/v1/analytics/summary", params={"since": "1h"})
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return None
+    body = r.json()
+    return body if isinstance(body, dict) and "requests" in body else None
+
+
+async def _wait_stored(
+    client: Any, base_url: str, before: dict[str, Any] | None, stats: DemoStats, wait_s: float
+) -> dict[str, Any] | None:
+    """Poll (bounded) until this run's requests and outcomes are in ClickHouse; the last summary read.
+
+    Traces and outcomes reach ClickHouse through Kafka and the sink's batches, a second or two after the
+    responses: waiting here means the dashboard shows the whole run when the demo says it is done."""
+    want_requests = (before or {}).get("requests", 0) + stats.requests
+    want_outcomes = (before or {}).get("outcomes", 0) + stats.feedback_sent
+    deadline = time.monotonic() + wait_s
+    while True:
+        summary = await _stored(client, base_url)
+        if summary is None:
+            return None
+        if (summary.get("requests", 0) >= want_requests and summary.get("outcomes", 0) >= want_outcomes) \
+                or time.monotonic() >= deadline:
+            return summary
+        await asyncio.sleep(0.5)
+
+
+def _print_summary(
+    console: Console, base_url: str, stats: DemoStats, elapsed: float,
+    before: dict[str, Any] | None, after: dict[str, Any] | None,
+) -> None:
+    d = stats.as_dict()
+    rate = "–" if d["success_rate"] is None else f"{100 * d['success_rate']:.0f}%"
+    mix = ", ".join(f"{m} {100 * n / (sum(stats.models.values()) or 1):.0f}%" for m, n in stats.models.most_common())
+    console.print(
+        f"demo finished: {stats.sessions} sessions, {stats.requests} requests, {stats.tool_calls} tool calls "
+        f"in {elapsed:.1f}s; passed {stats.passed}, failed {stats.failed} (success {rate}, {stats.retries} "
+        f"retries), {stats.feedback_sent} outcomes reported, {stats.errors} errors"
+    )
+    console.print(f"model mix: {mix or '–'}")
+    if stats.verdict_missing:
+        console.print(f"[yellow]{stats.verdict_missing} attempts had no simulator verdict[/yellow] "
+                      "(x-sim-task not forwarded?): outcomes were drawn at random")
+    if stats.last_error:
+        console.print(f"[yellow]last error:[/yellow] {stats.last_error}")
+    if after is not None:
+        new_requests = after.get("requests", 0) - (before or {}).get("requests", 0)
+        new_outcomes = after.get("outcomes", 0) - (before or {}).get("outcomes", 0)
+        state = "all stored" if new_requests >= stats.requests and new_outcomes >= stats.feedback_sent \
+            else "still arriving"
+        success = after.get("success_rate")
+        console.print(
+            f"ClickHouse ({state}): {new_requests} of this run's requests, {new_outcomes} outcomes; last hour "
+            f"{after.get('requests', 0)} requests, cost ${after.get('cost_usd') or 0:.4f}, saved "
+            f"${after.get('saved_usd') or 0:.4f} vs the frontier default "
+            f"({after.get('frontier_model') or '?'}), success "
+            f"{'–' if success is None else f'{100 * success:.0f}%'}"
+        )
+    else:
+        console.print("ClickHouse: no analytics at this address (GET /v1/analytics/summary failed)")
+    console.print(f"dashboard: {base_url}/dashboard   report: weave-router report --since 1h")
+
+
 async def run_demo_async(
     base_url: str,
     sessions: int = 24,
@@ -230,7 +304,9 @@ async def run_demo_async(
     feedback: bool = True,
     console: Console | None = None,
     timeout_s: float = 60.0,
+    wait_stored_s: float = 15.0,
 ) -> dict[str, Any]:
+    """Run ``sessions`` sessions, then wait (at most ``wait_stored_s``) until ClickHouse has them all."""
     import httpx
 
     base_url = base_url.rstrip("/")
@@ -242,32 +318,28 @@ async def run_demo_async(
     started = time.perf_counter()
 
     async with httpx.AsyncClient(timeout=timeout_s) as client:
+        before = await _stored(client, base_url)
+
         async def one(i: int) -> None:
             async with gate:
                 await _session(client, base_url, i, run_id, random.Random(rng.random()), stats, max_tool_rounds,
                                feedback)
 
-        with Live(_table(stats, sessions, 0.0), console=console, refresh_per_second=4, transient=False) as live:
-            tasks = [asyncio.create_task(one(i)) for i in range(sessions)]
-            for fut in asyncio.as_completed(tasks):
-                await fut
-                live.update(_table(stats, sessions, time.perf_counter() - started))
-        summary: dict[str, Any] | None = None
-        try:
-            r = await client.get(base_url + "/v1/analytics/summary", params={"since": "1h"})
-            summary = r.json() if r.status_code == 200 else None
-        except httpx.HTTPError:
-            summary = None
+        tasks = [asyncio.create_task(one(i)) for i in range(sessions)]
+        if console.is_terminal:  # a live table on a terminal; in a pipe or a log, only the final one
+            with Live(_table(stats, sessions, 0.0), console=console, refresh_per_second=4) as live:
+                for fut in asyncio.as_completed(tasks):
+                    await fut
+                    live.update(_table(stats, sessions, time.perf_counter() - started))
+        else:
+            await asyncio.gather(*tasks)
+            console.print(_table(stats, sessions, time.perf_counter() - started))
+        elapsed = time.perf_counter() - started
+        after = await _wait_stored(client, base_url, before, stats, wait_stored_s) if before is not None else None
     result = stats.as_dict()
-    result["elapsed_s"] = time.perf_counter() - started
-    result["analytics"] = summary
-    if stats.last_error:
-        console.print(f"[yellow]last error:[/yellow] {stats.last_error}")
-    if summary:
-        saved = summary.get("saved_usd") or 0.0
-        console.print(f"stored so far (last hour): {summary.get('requests', 0)} requests, cost ${summary.get('cost_usd', 0):.4f}, "
-                      f"saved ${saved:.4f} vs the frontier default; traces reach ClickHouse within seconds.")
-    console.print(f"dashboard: {base_url}/dashboard   report: weave-router report --since 1h")
+    result["elapsed_s"] = elapsed
+    result["analytics"] = after
+    _print_summary(console, base_url, stats, elapsed, before, after)
     return result
 
 

@@ -227,6 +227,8 @@ function renderCostChart(ts) {
     const pts = vals.map((v, i) => `${f.x(i)},${f.y(v)}`).join(" ");
     if (fill) svg("polygon", { points: `${f.x(0)},${f.y(0)} ${pts} ${f.x(vals.length - 1)},${f.y(0)}`, fill, opacity: 0.15 }, f.root);
     svg("polyline", { points: pts, fill: "none", stroke: color, "stroke-width": 2 }, f.root);
+    // Dots too: a line through one bucket (a short demo in a long window) draws nothing.
+    if (vals.length <= 60) vals.forEach((v, i) => svg("circle", { cx: f.x(i), cy: f.y(v), r: 4, fill: color }, f.root));
   };
   line(base, "#f5a524", "#f5a524");
   line(cost, "#6c8cff", "#6c8cff");
