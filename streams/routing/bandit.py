@@ -246,6 +246,7 @@ class ContextualBandit:
             alpha=settings.alpha,
             beta=settings.beta,
             exploration=settings.exploration,
+            explore_scale=settings.explore_scale,
             cost_scale=settings.cost_scale,
             seed=settings.seed,
             **kwargs,  # type: ignore[arg-type]

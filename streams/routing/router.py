@@ -151,7 +151,7 @@ class Router:
             hit = self.cache.get(key)
             if hit is not None:
                 session.requests += 1
-                return self._finish(
+                d = self._finish(
                     hit.model,
                     hit.policy,
                     hit.reason,
@@ -164,6 +164,11 @@ class Router:
                     route,
                     cached=True,
                 )
+                if "context" in hit.features:
+                    # Credited like the decision it repeats: to the context the bandit saw then
+                    # (attempt included), not to one rebuilt from this request's features.
+                    d.features["context"] = dict(hit.features["context"])
+                return d
 
         ctx = PolicyContext(self.catalog, self.frontier_default, self.settings.routing.bandit.sigma, self.bandit)
         choice = self._choose(route, f, session, ctx)

@@ -36,6 +36,15 @@ class BanditSettings(BaseModel):
         ),
     )
     exploration: Literal["thompson", "ucb"] = "thompson"
+    explore_scale: float = Field(
+        0.15,
+        ge=0.0,
+        description=(
+            "width of Thompson draws, as a share of the posterior std: 1 is plain Thompson sampling; "
+            "the default explores little (tuned on replays), so a model that fails its first tries "
+            "is seldom tried again"
+        ),
+    )
     sigma: float = Field(0.95, ge=0.0, le=1.0, description="confidence threshold; below it use the default")
     seed: int | None = None
 

@@ -4,11 +4,12 @@ streaming/latency/usage and injectable faults. Used for demos, load and chaos te
 conformance oracle of the gateway (it implements the wire formats itself).
 
     async with running_sim(SimConfig(ttft_ms=0, models={"small": 0.4, "big": 0.9})) as url:
+    # per-task-type skill: models={"small": {"test_writing": 0.9, "debugging": 0.1, "default": 0.4}}
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x")
 """
 
 from streams.providers.sim.app import SimState, create_sim_app
-from streams.providers.sim.behaviour import FAIL_MARKER, PASS_MARKER, solves
+from streams.providers.sim.behaviour import FAIL_MARKER, PASS_MARKER, solves, task_type_of
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.faults import FaultSpec, parse_fault_header
 from streams.providers.sim.server import running_sim, running_sim_thread, serve_sim, sim_state
@@ -26,4 +27,5 @@ __all__ = [
     "serve_sim",
     "sim_state",
     "solves",
+    "task_type_of",
 ]

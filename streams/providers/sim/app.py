@@ -6,7 +6,9 @@ Routes
   GET/POST/DELETE /sim/faults, GET/POST /sim/skill, GET /sim/outcome, GET/DELETE /sim/stats
 
 Per-request headers: ``x-sim-script`` (JSON script), ``x-sim-task`` (task id: the final answer says
-TESTS PASSED / TESTS FAILED per ``solves``), ``x-sim-fault`` (a fault for this request only).
+TESTS PASSED / TESTS FAILED per ``solves``), ``x-sim-task-type`` (the task's type, which picks the
+model's per-task-type skill; default: the task id's prefix, ``debugging:123``), ``x-sim-fault`` (a
+fault for this request only).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from streams.providers.sim import wire_anthropic, wire_openai_chat, wire_openai_responses
-from streams.providers.sim.behaviour import Behaviour, Plan, SimRequest
+from streams.providers.sim.behaviour import Behaviour, Plan, SimRequest, task_type_of
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.faults import FaultBook, FaultError, FaultSpec, parse_fault_header
 from streams.providers.sim.sse import Frame, dumps, new_id
@@ -251,7 +253,7 @@ class _Api:
             if fault.kind == "timeout":
                 await _hang(request, fault.seconds if fault.seconds is not None else config.hang_s)
 
-        plan: Plan = state.behaviour.plan(req, script, headers.get("x-sim-task"))
+        plan: Plan = state.behaviour.plan(req, script, headers.get("x-sim-task"), headers.get("x-sim-task-type"))
         use: Usage = wire.usage(body, raw, plan, state.cache)
         tokens_per_s = fault.tokens_per_s if fault is not None and fault.kind == "slow" else config.tokens_per_s
         if req.stream:
@@ -334,25 +336,42 @@ class _Control:
         if request.method == "POST":
             try:
                 data = await request.json()
-                behaviour.set_skill(str(data["model"]), float(data["skill"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                return JSONResponse({"error": f"expected {{'model': str, 'skill': 0..1}}: {exc}"}, status_code=400)
-            return JSONResponse({"model": data["model"], "skill": behaviour.skill_of(str(data["model"]))})
-        return JSONResponse({"models": behaviour.skills, "default_skill": self.state.config.default_skill})
+                task_type = data.get("task_type")
+                if task_type is not None and not isinstance(task_type, str):
+                    raise TypeError("task_type must be a string")
+                model = str(data["model"])
+                behaviour.set_skill(model, float(data["skill"]), task_type)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                return JSONResponse(
+                    {"error": f"expected {{'model': str, 'skill': 0..1, 'task_type'?: str}}: {exc}"}, status_code=400
+                )
+            body: dict[str, Any] = {"model": model, "skill": behaviour.skill_of(model, task_type)}
+            if task_type:
+                body["task_type"] = task_type
+            return JSONResponse(body)
+        return JSONResponse(
+            {
+                "models": behaviour.skills,
+                "task_skills": behaviour.task_skills,
+                "default_skill": self.state.config.default_skill,
+            }
+        )
 
     async def outcome(self, request: Request) -> Response:
         model, task = request.query_params.get("model"), request.query_params.get("task")
         if not model or not task:
             return JSONResponse({"error": "query parameters 'model' and 'task' are required"}, status_code=400)
         behaviour = self.state.behaviour
-        return JSONResponse(
-            {
-                "model": model,
-                "task": task,
-                "skill": behaviour.skill_of(model),
-                "success": behaviour.outcome(model, task),
-            }
-        )
+        task_type = request.query_params.get("task_type") or task_type_of(task)
+        body: dict[str, Any] = {
+            "model": model,
+            "task": task,
+            "skill": behaviour.skill_of(model, task_type),
+            "success": behaviour.outcome(model, task, task_type),
+        }
+        if task_type:
+            body["task_type"] = task_type
+        return JSONResponse(body)
 
     async def stats(self, request: Request) -> Response:
         if request.method == "DELETE":

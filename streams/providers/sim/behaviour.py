@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +45,16 @@ def _digest(*parts: str) -> int:
 def _unit(*parts: str) -> float:
     """A stable pseudo-uniform number in [0, 1) for the given strings."""
     return _digest(*parts) / 2.0**64
+
+
+def task_type_of(task_key: str | None) -> str | None:
+    """The task type named by a task id's prefix (``"debugging:123"`` -> ``"debugging"``), else None."""
+    if not task_key:
+        return None
+    head, sep, _ = task_key.partition(":")
+    if not sep:
+        return None
+    return head.strip().lower() or None
 
 
 def solves(model: str, task_key: str, skill: float) -> bool:
@@ -139,23 +150,49 @@ class Behaviour:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.skills: dict[str, float] = dict(config.models)
+        # Per model: the skill of task types without an entry of their own ("default"), and the
+        # per-task-type skills of models configured with a mapping.
+        self.skills: dict[str, float] = {}
+        self.task_skills: dict[str, dict[str, float]] = {}
+        for name, skill in config.models.items():
+            if isinstance(skill, Mapping):
+                per_task = {str(k).lower(): float(v) for k, v in skill.items()}
+                self.skills[name] = per_task.pop("default", config.default_skill)
+                self.task_skills[name] = per_task
+            else:
+                self.skills[name] = float(skill)
         self._text_cache: dict[tuple[str, str, str, int], list[str]] = {}
 
     # -- skill -------------------------------------------------------------------------------------
-    def skill_of(self, model: str) -> float:
+    def skill_of(self, model: str, task_type: str | None = None) -> float:
+        if task_type:
+            per_task = self.task_skills.get(model)
+            if per_task and task_type.lower() in per_task:
+                return per_task[task_type.lower()]
         return self.skills.get(model, self.config.default_skill)
 
-    def set_skill(self, model: str, skill: float) -> None:
+    def set_skill(self, model: str, skill: float, task_type: str | None = None) -> None:
+        """Change a model's skill at run time (drift): for one task type, or its default."""
         if not 0.0 <= skill <= 1.0:
             raise ValueError("skill must be in [0, 1]")
-        self.skills[model] = skill
+        if task_type:
+            self.task_skills.setdefault(model, {})[task_type.lower()] = skill
+            self.skills.setdefault(model, self.config.default_skill)  # listed like a configured model
+        else:
+            self.skills[model] = skill
 
-    def outcome(self, model: str, task: str) -> bool:
-        return solves(model, task, self.skill_of(model))
+    def outcome(self, model: str, task: str, task_type: str | None = None) -> bool:
+        """Does ``model`` solve ``task``? The task type (explicit, else the id's prefix) picks the skill."""
+        return solves(model, task, self.skill_of(model, task_type or task_type_of(task)))
 
     # -- planning ----------------------------------------------------------------------------------
-    def plan(self, req: SimRequest, script: dict[str, Any] | None = None, task: str | None = None) -> Plan:
+    def plan(
+        self,
+        req: SimRequest,
+        script: dict[str, Any] | None = None,
+        task: str | None = None,
+        task_type: str | None = None,
+    ) -> Plan:
         script = script if script is not None else self.config.script
 
         def rng() -> random.Random:  # built only when needed: the plain-text path stays cheap
@@ -190,7 +227,7 @@ class Behaviour:
             n = int(script.get("reply_tokens", 0)) if script else 0
             text = self._reply(req, n or self.config.reply_tokens)
         if task is not None:
-            marker = PASS_MARKER if self.outcome(req.model, task) else FAIL_MARKER
+            marker = PASS_MARKER if self.outcome(req.model, task, task_type) else FAIL_MARKER
             # First, so that a max_tokens cut never hides the verdict.
             text = [marker + "."] + ([" " + text[0].lstrip()] + text[1:] if text else [])
         stop: StopKind = "end"

@@ -6,6 +6,7 @@ A plain dataclass so tests and the CLI can build one in a line; ``from_settings`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,10 @@ class SimConfig:
     chunk_tokens: int = 1
     # Length of a text reply in tokens; each reply varies deterministically by +-25% around it.
     reply_tokens: int = 40
-    # model name -> skill in [0, 1] (probability of solving a task); also the /v1/models listing.
-    models: dict[str, float] = field(default_factory=dict)
+    # model name -> skill in [0, 1] (probability of solving a task); also the /v1/models listing. A
+    # mapping {task_type: skill, "default": skill} makes the skill depend on the task type (see
+    # ``behaviour.task_type_of``); task types without an entry use "default", else ``default_skill``.
+    models: dict[str, float | dict[str, float]] = field(default_factory=dict)
     # Skill of a model not listed in ``models``.
     default_skill: float = 0.5
     # Reject models not listed in ``models`` with a 404 in the dialect's shape.
@@ -53,8 +56,11 @@ class SimConfig:
         # Accept plain dicts for faults (YAML / JSON config).
         self.faults = [f if isinstance(f, FaultSpec) else FaultSpec.from_dict(f) for f in self.faults]
         for name, skill in self.models.items():
-            if not 0.0 <= float(skill) <= 1.0:
-                raise ValueError(f"sim.models[{name!r}]: skill must be in [0, 1], got {skill}")
+            per_task = skill.items() if isinstance(skill, Mapping) else [("", skill)]
+            for task_type, value in per_task:
+                if not 0.0 <= float(value) <= 1.0:
+                    where = f"[{task_type!r}]" if task_type else ""
+                    raise ValueError(f"sim.models[{name!r}]{where}: skill must be in [0, 1], got {value}")
         if self.tokens_per_s < 0 or self.ttft_ms < 0:
             raise ValueError("sim: ttft_ms and tokens_per_s must be >= 0")
         if self.chunk_tokens < 1 or self.reply_tokens < 1:
@@ -64,7 +70,7 @@ class SimConfig:
     def from_settings(cls, settings: Any) -> SimConfig:
         """Build from the service ``Settings``: the ``sim`` section and each model's ``skill``."""
         sim = settings.sim
-        models: dict[str, float] = {}
+        models: dict[str, float | dict[str, float]] = {}
         for m in settings.models:
             if m.skill is not None:
                 models[m.name] = m.skill
