@@ -28,7 +28,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.agents.records import conform, decision_event
 from streams.agents.spill import Item, SpillFile
@@ -71,6 +71,10 @@ class KafkaEventSink:
         # these are sent again (consumers dedup by event_id). 0 disables.
         self._recent: deque[Item] = deque(maxlen=replay_window) if replay_window > 0 else deque(maxlen=0)
         self._resend: list[Item] = []
+        # Highest offset the broker acknowledged per (topic, partition): a log that comes back shorter
+        # than that lost events, whoever re-created the topic (the embedded broker auto-creates unknown
+        # topics on any client's metadata request, so "ensure created them" alone misses restarts).
+        self._acked: dict[tuple[str, int], int] = {}
         self._connected_once = False
         self.resent = 0
         self.bootstrap_servers = bootstrap_servers
@@ -334,6 +338,12 @@ class KafkaEventSink:
                 return i
         self.sent += len(items)
         self._recent.extend(items)
+        acked = self._acked
+        for r in results:
+            key = (getattr(r, "topic", None), getattr(r, "partition", None))
+            offset = getattr(r, "offset", None)
+            if key[0] is not None and isinstance(offset, int) and offset > acked.get(key, -1):  # type: ignore[arg-type]
+                acked[key] = offset  # type: ignore[index]
         return None
 
     async def _connect(self) -> bool:
@@ -358,9 +368,10 @@ class KafkaEventSink:
             return False
         self._producer = producer
         ours = {self.topics.decisions, self.topics.traces, self.topics.outcomes}
-        if self._connected_once and ours & set(created) and self._recent:
+        if self._connected_once and self._recent and (ours & set(created) or await self._log_shrank()):
             # The broker came back empty: what it had acknowledged but nobody consumed yet is gone.
             log.warning("broker lost its topics; re-sending the last %d acknowledged events", len(self._recent))
+            self._acked.clear()
             self._resend = list(self._recent) + self._resend
             self._recent.clear()
         self._connected_once = True
@@ -368,6 +379,29 @@ class KafkaEventSink:
             log.info("broker reachable at %s", self.bootstrap_servers)
         self._down = False
         return True
+
+    async def _log_shrank(self) -> bool:
+        """Did the broker come back with a shorter log than it acknowledged to us (restarted empty)?
+        When it cannot tell, say yes: re-sent events are deduplicated by event_id downstream."""
+        tps = [TopicPartition(t, p) for t, p in self._acked]
+        if not tps:
+            return False
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
+                                    request_timeout_ms=int(max(self.send_timeout_s, 5.0) * 1000))
+        try:
+            async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
+                await consumer.start()
+                ends = await consumer.end_offsets(tps)
+        except Exception as exc:
+            log.warning("cannot read the broker's log end offsets (%s); re-sending recent events", exc)
+            return True
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        shrank = [tp for tp in tps if ends.get(tp, 0) <= self._acked[(tp.topic, tp.partition)]]
+        if shrank:
+            self._acked.clear()  # the new log's offsets start over
+        return bool(shrank)
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None

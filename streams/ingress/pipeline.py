@@ -44,7 +44,7 @@ from streams.ingress.http import (
     read_body,
     send_bytes,
 )
-from streams.ingress.usage import UsageScanner, usage_from_body
+from streams.ingress.usage import UsageScanner, body_usage
 from streams.providers.client import UpstreamError, UpstreamResponse
 from streams.providers.failover import Attempt, PrimedResponse, send_with_failover
 from streams.providers.upstream import PATHS, auth_headers, forwarded_headers
@@ -344,7 +344,12 @@ class DialectIngress:
         t = perf_counter()
         if ex.same_dialect:
             out = data
-            ex.usage = usage_from_body(self.dialect, data)
+            usage = body_usage(self.dialect, data)
+            if usage is None:  # cut short or garbage: never a 200 with a body the client cannot read
+                ex.status, ex.error = 502, "unreadable upstream response: not valid JSON"
+                await send_error(send, self.dialect, 502, ex.error, headers=ex.router_headers())
+                return
+            ex.usage = usage
         else:
             try:
                 parsed = registry.get(ex.provider.dialect).parse_response(_decode(data))
@@ -398,10 +403,18 @@ class DialectIngress:
                 out = scanner.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
+                if scanner.malformed is not None:
+                    # Not passed on: the client gets the well-formed events before it and an error event.
+                    resp.close()
+                    ex.usage = scanner.usage
+                    return scanner.malformed
                 if gone.done():
                     break
         except UpstreamError as exc:
             error = exc.message
+        rest = scanner.rest()
+        if rest and not gone.done():
+            await send({"type": "http.response.body", "body": rest, "more_body": True})
         ex.usage = scanner.usage
         if scanner.error:
             # The provider already wrote its error event into the stream; only record it.
@@ -518,7 +531,8 @@ class DialectIngress:
             "baseline_cost_usd": baseline,
             "attempts": len(ex.attempts),
             "source": "http",
-            "task_type": d.features.get("task_type") if d.features else None,
+            # The router's features name it ``task`` (as records.decision_record reads it too).
+            "task_type": (d.features.get("task_type") or d.features.get("task")) if d.features else None,
             "client": ex.client,
             "key_id": ex.identity.key_id if ex.identity else None,
         }

@@ -122,6 +122,13 @@ def _anth_usage(u: _AnthUsage, into: Usage) -> None:
 
 def usage_from_body(dialect: str, data: bytes) -> Usage:
     """Usage of a whole (non-streaming) response body; zeros when absent or unreadable."""
+    return body_usage(dialect, data) or Usage()
+
+
+def body_usage(dialect: str, data: bytes) -> Usage | None:
+    """Usage of a whole response body (zeros when absent); None when the body is not JSON at all (cut
+    short, garbage), which the relay must not pass on as a 200. The decode that finds the usage parses
+    the whole body anyway, so the check costs nothing extra."""
     usage = Usage()
     try:
         if dialect == "openai_chat":
@@ -136,9 +143,21 @@ def usage_from_body(dialect: str, data: bytes) -> Usage:
             anth = _ANTH.decode(data)
             if anth.usage:
                 _anth_usage(anth.usage, usage)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
+    except msgspec.ValidationError:
+        pass  # JSON with fields of unexpected types: relayed as it is, usage unknown
+    except msgspec.DecodeError:
+        return None
     return usage
+
+
+def _malformed(block: bytes) -> bool:
+    """Is this complete SSE event's data something other than one JSON object or ``[DONE]``? A shape
+    test on the first and last byte, cheap enough for every event (those carrying usage or errors are
+    fully decoded as well)."""
+    if b"data:" not in block:
+        return False  # a comment or a bare event line
+    data = b"\n".join(line[5:] for line in block.split(b"\n") if line.startswith(b"data:")).strip()
+    return not (data == b"[DONE]" or (data[:1] == b"{" and data[-1:] == b"}"))
 
 
 def _interesting(data: bytes) -> bool:
@@ -149,53 +168,70 @@ def _interesting(data: bytes) -> bool:
 class UsageScanner:
     """Watches a relayed SSE stream for usage and in-band errors.
 
+    ``feed`` hands back whole events only (a client acts on an event at its blank line, so holding the
+    start of one until its end arrives delays nothing) and stops at the first malformed event, which is
+    not forwarded: ``malformed`` says what was wrong and the caller ends the stream with a clean error
+    event instead of passing garbage on. ``rest()`` is whatever trails the last complete event.
+
     ``drop_usage_chunk`` (OpenAI Chat only): the client did not ask for ``include_usage`` but we asked
-    upstream, so the extra usage-only chunk is cut out; ``feed`` then returns whole events only.
+    upstream, so the extra usage-only chunk is cut out.
     """
 
-    __slots__ = ("dialect", "usage", "error", "finished", "_buf", "_drop")
+    __slots__ = ("dialect", "usage", "error", "finished", "malformed", "_buf", "_drop")
 
     def __init__(self, dialect: str, *, drop_usage_chunk: bool = False) -> None:
         self.dialect = dialect
         self.usage = Usage()
         self.error: str | None = None
         self.finished = False  # saw the dialect's end-of-stream marker
+        self.malformed: str | None = None  # the first event that is not well-formed JSON
         self._buf = b""
         self._drop = drop_usage_chunk and dialect == "openai_chat"
 
     def feed(self, chunk: bytes) -> bytes:
-        """Scan ``chunk``; returns the bytes to forward (``chunk`` itself unless dropping)."""
+        """Scan ``chunk``; returns the complete, well-formed events to forward."""
+        if self.malformed is not None:
+            return b""
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         data = self._buf + chunk if self._buf else chunk
         end = data.rfind(b"\n\n")
         if end < 0:
             self._buf = data
-            return b"" if self._drop else chunk
+            return b""
         complete, self._buf = data[: end + 2], data[end + 2 :]
-        if not self._drop:
-            if _interesting(complete):
-                for block in complete.split(b"\n\n"):
-                    if block:
-                        self._event(block)
-            return chunk
+        blocks = complete.split(b"\n\n")
+        if not self._drop and not _interesting(complete) and not any(_malformed(b) for b in blocks):
+            return complete  # the common case: nothing to read, nothing to cut
         kept = []
-        for block in complete.split(b"\n\n"):
-            if block and not self._event(block):
+        for block in blocks:
+            if not block:
+                continue
+            verdict = _BAD if _malformed(block) else self._event(block)
+            if verdict is _BAD:
+                self.malformed = f"malformed upstream stream event: {block[:100].decode('utf-8', 'replace')!r}"
+                self._buf = b""
+                break
+            if verdict is not _DROP:
                 kept.append(block)
                 kept.append(b"\n\n")
         return b"".join(kept)
 
-    def _event(self, block: bytes) -> bool:
-        """Read one event; True when it is the usage-only chunk to drop."""
+    def rest(self) -> bytes:
+        """Bytes after the last complete event (a final event without its blank line); clears them."""
+        rest, self._buf = self._buf, b""
+        return rest
+
+    def _event(self, block: bytes) -> object:
+        """Read one event: _KEEP, _DROP (the usage-only chunk to cut) or _BAD (its JSON does not parse)."""
         if not _interesting(block):
-            return False
+            return _KEEP
         data = b"\n".join(line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:"))
         if not data:
-            return False
+            return _KEEP
         if data == b"[DONE]":
             self.finished = True
-            return False
+            return _KEEP
         try:
             if self.dialect == "openai_chat":
                 chat = _CHAT.decode(data)
@@ -203,7 +239,7 @@ class UsageScanner:
                     self.error = chat.error.message or "upstream error"
                 if chat.usage:
                     _chat_usage(chat.usage, self.usage)
-                    return self._drop and not chat.choices
+                    return _DROP if self._drop and not chat.choices else _KEEP
             elif self.dialect == "openai_responses":
                 ev = _RESP.decode(data)
                 if ev.type in ("response.completed", "response.incomplete", "response.failed"):
@@ -225,6 +261,11 @@ class UsageScanner:
                     _anth_usage(anth.usage, self.usage)
                 if anth.type == "error":
                     self.error = (anth.error.message if anth.error else None) or "upstream error"
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-        return False
+        except msgspec.ValidationError:
+            pass  # JSON of an unexpected shape: relayed, nothing learnt from it
+        except msgspec.DecodeError:
+            return _BAD
+        return _KEEP
+
+
+_KEEP, _DROP, _BAD = object(), object(), object()

@@ -15,6 +15,7 @@ features pick the route, the pattern picks the model:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -193,6 +194,7 @@ class PolicyContext:
     frontier_default: str
     sigma: float
     bandit: BanditLike | None
+    explore_below_sigma: float = 0.0
 
 
 class Pattern:
@@ -308,6 +310,16 @@ class BanditPattern(Pattern):
             return Choice(default, "no learned policy loaded: frontier default", confidence=0.0)
         context = f.vector()
         arm, propensity, confidence = ctx.bandit.predict_one(context, arms)
+        explore = ctx.explore_below_sigma
+        if confidence < ctx.sigma and session is not None and explore > 0 and _bucket(session.session_id) < explore:
+            return Choice(
+                arm,
+                _join(f"exploring: bandit picked {arm} at confidence {confidence:.2f} < sigma {ctx.sigma:.2f} "
+                      f"(this session is in the {explore:.0%} that explore)", note),
+                confidence=confidence,
+                propensity=propensity * explore,
+                context=context,
+            )
         if confidence < ctx.sigma:
             return Choice(
                 default,
@@ -418,3 +430,9 @@ def _join(reason: str, note: str) -> str:
 
 def _describe(when: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in when.items()) or "always"
+
+
+def _bucket(session_id: str) -> float:
+    """A stable number in [0, 1) per session, so a session either explores or not for its whole life."""
+    digest = hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64

@@ -170,7 +170,9 @@ class Router:
                     d.features["context"] = dict(hit.features["context"])
                 return d
 
-        ctx = PolicyContext(self.catalog, self.frontier_default, self.settings.routing.bandit.sigma, self.bandit)
+        bandit_settings = self.settings.routing.bandit
+        ctx = PolicyContext(self.catalog, self.frontier_default, bandit_settings.sigma, self.bandit,
+                            bandit_settings.explore_below_sigma)
         choice = self._choose(route, f, session, ctx)
         model, reason = self._sticky(f, session, choice)
         session.requests += 1

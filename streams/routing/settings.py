@@ -46,6 +46,16 @@ class BanditSettings(BaseModel):
         ),
     )
     sigma: float = Field(0.95, ge=0.0, le=1.0, description="confidence threshold; below it use the default")
+    explore_below_sigma: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "share of sessions (chosen by a hash of the session id, so a session stays put) that follow "
+            "the bandit's pick even below sigma; 0 is safety first, but then the learner only ever hears "
+            "about the frontier default and confidence in cheaper models cannot grow"
+        ),
+    )
     seed: int | None = None
 
 

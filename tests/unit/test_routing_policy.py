@@ -207,7 +207,8 @@ def test_bandit_pattern_delegates_and_falls_back_below_sigma() -> None:
     assert set(arms) == {"claude-opus-sim", "claude-haiku-sim", "gpt-frontier-sim", "gpt-mini-sim", "deepseek-sim"}
 
     unsure = FakeBandit("deepseek-sim", 0.4, 0.6)
-    d = ask(router([], bandit=unsure), "Implement the parser")
+    safe = {"explore_below_sigma": 0.0}  # the product default; the embedded demo config explores
+    d = ask(Router(default_settings(routes=[], decision_cache_size=0, bandit=safe), bandit=unsure), "Implement the parser")
     assert d.model == "claude-opus-sim"  # Settings.frontier_default()
     assert "0.60 < sigma 0.95" in d.reason and "frontier default" in d.reason
 
@@ -235,3 +236,18 @@ def test_sdk_request_without_tools_can_go_anywhere() -> None:
     )
     d = r.decide(request([user("hi")], with_tools=False), SDK_HEADERS, requested_model="router/auto")
     assert d.route == "cheap-chat" and d.model == "deepseek-sim"
+
+
+def test_a_share_of_sessions_explores_below_sigma() -> None:
+    unsure = FakeBandit("deepseek-sim", 0.4, 0.6)
+    r = Router(default_settings(routes=[], decision_cache_size=0, bandit={"explore_below_sigma": 0.5}), bandit=unsure)
+    decisions = [r.decide(request([user("Implement the parser")]), {"x-session-id": f"s{i}"},
+                          requested_model="router/auto") for i in range(400)]
+    explored = [d for d in decisions if d.model == "deepseek-sim"]
+    assert 0.4 < len(explored) / len(decisions) < 0.6
+    assert all("exploring" in d.reason and d.propensity == 0.4 * 0.5 for d in explored)
+    assert all(d.model == "claude-opus-sim" for d in decisions if d not in explored)
+    # A session keeps its side: asking again in an exploring session explores again.
+    again = r.decide(request([user("Implement the parser")]), {"x-session-id": explored[0].session_id},
+                     requested_model="router/auto")
+    assert again.model == "deepseek-sim"
