@@ -107,6 +107,11 @@ class KafkaEventSink:
         kwargs.setdefault("partitions", settings.kafka.partitions)
         kwargs.setdefault("replication", settings.kafka.replication_factor)
         kwargs.setdefault("buffer_size", settings.kafka.buffer_size)
+        if kwargs["embedded"]:
+            # A loopback broker answers in milliseconds or not at all: notice a restart fast and spill,
+            # as the chaos suite's broker-kill scenario exercises (10 s left a restart unnoticed).
+            kwargs.setdefault("send_timeout_s", 2.0)
+            kwargs.setdefault("retry_interval_s", 0.2)
         return cls(bootstrap_servers, **kwargs)
 
     # --- the request path: append only ----------------------------------------------------------

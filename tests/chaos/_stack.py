@@ -171,9 +171,6 @@ async def running_stack(base: Settings, bootstrap: str, chdb_url: str, data_dir:
             services = await start_streams(
                 settings, bootstrap, embedded=True, clickhouse=sink_client, gateway_router=router,
                 sim_url=sim_url, worker_id="chaos-1", roles=(), with_emitter=True, topics=topics,
-                # As the integration broker-restart test: notice an outage within 2 s. (With the 10 s
-                # default a broker restarted in ~2 s can go unnoticed by the producer; see the report.)
-                emitter_options={"send_timeout_s": 2.0, "retry_interval_s": 0.2},
             )
             shim = SimpleNamespace(sim_url=sim_url, clickhouse=clickhouse, components=lambda: {})
             app = build_gateway_app(settings, shim, services.emitter, router=router,  # type: ignore[arg-type]
