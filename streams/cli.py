@@ -126,6 +126,7 @@ def replay(
     max_attempts: Annotated[int | None, typer.Option("--max-attempts", help="attempts per task (cascade)")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="write the JSON report here")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="write PNG plots into this folder")] = None,
+    through_kafka: Annotated[bool, typer.Option("--through-kafka", help="learn through the real topics and learner agent (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)")] = False,
 ) -> None:
     """Replay the learned policy online over an outcome matrix, with bandit feedback only."""
     from streams.evaluation.report import DEFAULT_MAX_ATTEMPTS
@@ -135,7 +136,7 @@ def replay(
         console.print(f"[red]error:[/red] {dataset} has no outcomes.csv")
         raise typer.Exit(2)
     replay_main(dataset, config, seeds, max_attempts or DEFAULT_MAX_ATTEMPTS, report, plot,
-                console=Console())
+                console=Console(), through_kafka=through_kafka)
 
 
 @app.command()

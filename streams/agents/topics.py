@@ -15,6 +15,10 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.events import names
 
+# Largest event our producers send: a policy snapshot grows with the catalogue (~1.1 MB for 24 models,
+# over Kafka's 1 MB default), so the policy topic and the agents' producer allow this much.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:
@@ -59,7 +63,8 @@ async def ensure(bootstrap_servers: str, topics: Topics, partitions: int, replic
                 return []
             new = [
                 NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication,
-                         topic_configs={"cleanup.policy": "compact"} if s.compacted else {})
+                         topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(MAX_EVENT_BYTES)}
+                         if s.compacted else {})
                 for s in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first

@@ -34,6 +34,9 @@ REGRET_POINTS = 50
 # all. On real agent data the fourth and fifth attempts are what lift a cascade of cheap models
 # above the best single model (hard tasks are solved by a different model, not by the same one).
 DEFAULT_MAX_ATTEMPTS = 5
+# ``--through-kafka``: outcomes the gateway's policy may be behind before a decision waits for the
+# learner (see streams.evaluation.kafka_replay, "Staleness").
+DEFAULT_KAFKA_MAX_LAG = 8
 
 
 class ReplayPolicy(Protocol):
@@ -42,7 +45,7 @@ class ReplayPolicy(Protocol):
     def learn_outcome(self, context: dict[str, float], arm: str, success: float, cost_usd: float) -> None: ...
 
 
-def _escalates(policy: ReplayPolicy, context: dict[str, float], arms: list[str]) -> bool:
+def escalates(policy: ReplayPolicy, context: dict[str, float], arms: list[str]) -> bool:
     """Ask the policy whether a failed task is worth another attempt (policies without a stop rule
     always retry, up to ``max_attempts``)."""
     ask = getattr(policy, "should_escalate", None)
@@ -116,7 +119,7 @@ def simulate(
             if not arms:
                 break
             ctx = attempt_context(contexts[t], k, tried, max_attempts)
-            if k > 1 and not _escalates(policy, ctx, arms):
+            if k > 1 and not escalates(policy, ctx, arms):
                 break
             arm, propensity, confidence = policy.predict_one(ctx, arms)
             success, cost = outcomes.pay(t, model_index[arm])
@@ -268,12 +271,41 @@ class ReplayReport:
 
 
 @dataclass(slots=True)
-class _Run:
+class SeedRun:
+    """One pass over the tasks (one seed), scored."""
+
     success: float
     cost: float
     attempts: float
     regret: np.ndarray
     chosen: dict[str, int]
+
+
+def task_order(matrix: OutcomeMatrix, seed: int) -> np.ndarray:
+    """The seeded order tasks arrive in (the same for every way of running the replay)."""
+    return np.random.default_rng(seed).permutation(matrix.n_tasks)
+
+
+def score_run(
+    matrix: OutcomeMatrix, settings: BanditSettings, *, beta: float, order: Sequence[int], sessions: Sequence[Session]
+) -> SeedRun:
+    """Success, cost, attempts and regret of one pass (``sessions`` in ``order``)."""
+    # Regret against the per-task hindsight best single model, in reward units.
+    task_u = settings.alpha * matrix.success - beta * matrix.cost
+    best_u = task_u.max(axis=1)
+    got = np.array([settings.alpha * s.success - beta * s.cost_usd for s in sessions])
+    regret = np.cumsum(best_u[np.asarray(order)] - got)
+    chosen: dict[str, int] = {}
+    for s in sessions:
+        for a in s.attempts:
+            chosen[a.model] = chosen.get(a.model, 0) + 1
+    return SeedRun(
+        success=float(np.mean([s.success for s in sessions])),
+        cost=float(np.mean([s.cost_usd for s in sessions])),
+        attempts=float(np.mean([len(s.attempts) for s in sessions])),
+        regret=regret,
+        chosen=chosen,
+    )
 
 
 def _run_once(
@@ -285,30 +317,14 @@ def _run_once(
     max_attempts: int,
     contexts: list[dict[str, float]],
     policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None,
-) -> _Run:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(matrix.n_tasks)
+) -> SeedRun:
+    order = task_order(matrix, seed)
     if policy_factory is not None:
         policy = policy_factory(matrix, settings, beta, seed)
     else:
         policy = make_bandit(matrix, settings, beta=beta, seed=seed)
     sessions = simulate(matrix, policy, PaidOutcomes(matrix), order=order, max_attempts=max_attempts, contexts=contexts)
-    # Regret against the per-task hindsight best single model, in reward units.
-    task_u = settings.alpha * matrix.success - beta * matrix.cost
-    best_u = task_u.max(axis=1)
-    got = np.array([settings.alpha * s.success - beta * s.cost_usd for s in sessions])
-    regret = np.cumsum(best_u[order] - got)
-    chosen: dict[str, int] = {}
-    for s in sessions:
-        for a in s.attempts:
-            chosen[a.model] = chosen.get(a.model, 0) + 1
-    return _Run(
-        success=float(np.mean([s.success for s in sessions])),
-        cost=float(np.mean([s.cost_usd for s in sessions])),
-        attempts=float(np.mean([len(s.attempts) for s in sessions])),
-        regret=regret,
-        chosen=chosen,
-    )
+    return score_run(matrix, settings, beta=beta, order=order, sessions=sessions)
 
 
 def default_knobs(matrix: OutcomeMatrix, beta: float, cost_scale: str = "usd") -> list[float]:
@@ -320,7 +336,7 @@ def default_knobs(matrix: OutcomeMatrix, beta: float, cost_scale: str = "usd") -
     return sorted({round(f / ref, 12) for f in KNOB_FACTORS} | {beta})
 
 
-def _bandit_settings(config: Settings | BanditSettings | str | Path | None) -> BanditSettings:
+def bandit_settings(config: Settings | BanditSettings | str | Path | None) -> BanditSettings:
     if isinstance(config, BanditSettings):
         return config
     if isinstance(config, Settings):
@@ -342,11 +358,11 @@ def run_replay(
 ) -> ReplayReport:
     """Replay the learned policy over ``seeds`` task orders; knob = beta, the cost weight."""
     matrix = dataset_dir if isinstance(dataset_dir, OutcomeMatrix) else load_dataset(dataset_dir)
-    settings = _bandit_settings(config)
+    settings = bandit_settings(config)
     base_seed = settings.seed or 0
     contexts = [task_context(t) for t in matrix.tasks]
 
-    def runs(beta: float) -> list[_Run]:
+    def runs(beta: float) -> list[SeedRun]:
         return [
             _run_once(
                 matrix,
@@ -361,14 +377,9 @@ def run_replay(
         ]
 
     main = runs(settings.beta)
-    succ = np.array([r.success for r in main])
-    cost = np.array([r.cost for r in main])
-    best_name, best_s, best_c = best_single_model(matrix)
-    cheap_name, cheap_s, cheap_c = cheapest_model(matrix)
-    o_s, o_c = oracle_per_task(matrix)
-
-    points: list[dict[str, float]] = []
+    points: list[dict[str, float]] | None = None
     if curve:
+        points = []
         for knob in (
             knob_values if knob_values is not None else default_knobs(matrix, settings.beta, settings.cost_scale)
         ):
@@ -380,8 +391,26 @@ def run_replay(
                     "cost_per_task": float(np.mean([r.cost for r in rs])),
                 }
             )
-    else:
-        points.append({"knob": settings.beta, "success_rate": float(succ.mean()), "cost_per_task": float(cost.mean())})
+    return build_report(matrix, settings, main, seeds=seeds, max_attempts=max_attempts, points=points)
+
+
+def build_report(
+    matrix: OutcomeMatrix,
+    settings: BanditSettings,
+    main: Sequence[SeedRun],
+    *,
+    seeds: int,
+    max_attempts: int,
+    points: list[dict[str, float]] | None = None,
+) -> ReplayReport:
+    """The report of the runs at ``settings.beta`` (one per seed); ``points`` is the beta sweep, if run."""
+    succ = np.array([r.success for r in main])
+    cost = np.array([r.cost for r in main])
+    best_name, best_s, best_c = best_single_model(matrix)
+    cheap_name, cheap_s, cheap_c = cheapest_model(matrix)
+    o_s, o_c = oracle_per_task(matrix)
+    if not points:
+        points = [{"knob": settings.beta, "success_rate": float(succ.mean()), "cost_per_task": float(cost.mean())}]
     pts = [(p["cost_per_task"], p["success_rate"]) for p in points]
     single = [
         {"model": m, "success_rate": float(s), "cost_per_task": float(c)}

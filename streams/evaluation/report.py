@@ -6,11 +6,15 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from streams.evaluation.replay import DEFAULT_MAX_ATTEMPTS, ReplayReport, run_replay
+from streams.evaluation.replay import DEFAULT_KAFKA_MAX_LAG, DEFAULT_MAX_ATTEMPTS, ReplayReport, run_replay
+
+if TYPE_CHECKING:
+    from streams.evaluation.kafka_replay import KafkaComparison
 
 
 def render_table(report: ReplayReport, console: Console | None = None) -> None:
@@ -60,7 +64,28 @@ def render_table(report: ReplayReport, console: Console | None = None) -> None:
     )
 
 
-def write_json(report: ReplayReport, path: str | Path) -> Path:
+def render_comparison(cmp: KafkaComparison, console: Console | None = None) -> None:
+    """Through Kafka next to in-process, same seeds and task orders, plus how the transport went."""
+    console = console or Console()
+    k, p, st = cmp.kafka, cmp.in_process, cmp.stats
+    t = Table(title=f"through Kafka vs in-process ({k.seeds} seeds, same task orders)")
+    t.add_column("replay")
+    for col in ("success", "cost / task (USD)", "success vs best", "cost vs best", "attempts / task"):
+        t.add_column(col, justify="right")
+    for name, r in ((f"through Kafka (max lag {st.max_lag})", k), ("in-process", p)):
+        t.add_row(name, f"{r.success_rate:.3f}", f"{r.cost_per_task:.4g}", f"x{r.success_vs_best:.3f}",
+                  f"x{r.cost_vs_best:.3f}", f"{r.attempts_per_task:.2f}")
+    console.print(t)
+    console.print(
+        f"broker {st.bootstrap_servers} ({'embedded' if st.embedded else 'external'}): "
+        f"{st.decisions} decisions, {st.outcomes_learned} outcomes learned by the learner agent, "
+        f"{st.policy_swaps} policy swaps; {st.waits} waits ({st.wait_s:.1f}s), {st.timeouts} timeouts; "
+        f"policy lag at decision mean {st.mean_lag:.2f} / max {st.max_seen_lag} outcomes; "
+        f"start-up {st.startup_s:.1f}s, wall {st.wall_s:.1f}s"
+    )
+
+
+def write_json(report: ReplayReport | KafkaComparison, path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(report.to_dict(), indent=2))
@@ -119,13 +144,30 @@ def main(
     plot: str | Path | None = None,
     knobs: Sequence[float] | None = None,
     console: Console | None = None,
+    through_kafka: bool = False,
+    kafka_max_lag: int = DEFAULT_KAFKA_MAX_LAG,
 ) -> ReplayReport:
-    """What ``weave-router replay`` runs: replay, print the table, write JSON and PNG if asked."""
-    result = run_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config, knob_values=knobs)
+    """What ``weave-router replay`` runs: replay, print the table, write JSON and PNG if asked.
+
+    ``through_kafka``: the learning goes through the real topics and learner agent
+    (``streams.evaluation.kafka_replay``), default beta only; the in-process replay of the same
+    seeds is shown next to it and included in the JSON report (``in_process``).
+    """
     console = console or Console()
+    comparison: KafkaComparison | None = None
+    if through_kafka:
+        from streams.evaluation.kafka_replay import run_kafka_replay
+
+        comparison = run_kafka_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config,
+                                      max_lag=kafka_max_lag)
+        result = comparison.kafka
+    else:
+        result = run_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config, knob_values=knobs)
     render_table(result, console)
+    if comparison is not None:
+        render_comparison(comparison, console)
     if report:
-        console.print(f"report: {write_json(result, report)}")
+        console.print(f"report: {write_json(comparison or result, report)}")
     if plot:
         console.print(f"plot: {write_plot(result, plot)}")
     return result
@@ -139,8 +181,12 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS)
     ap.add_argument("--report")
     ap.add_argument("--plot")
+    ap.add_argument("--through-kafka", action="store_true", help="learn through the real topics and learner agent")
+    ap.add_argument("--kafka-max-lag", type=int, default=DEFAULT_KAFKA_MAX_LAG,
+                    help="outcomes the gateway's policy may be behind before a decision waits (0: strict)")
     a = ap.parse_args(argv)
-    main(a.dataset, a.config, a.seeds, a.max_attempts, a.report, a.plot)
+    main(a.dataset, a.config, a.seeds, a.max_attempts, a.report, a.plot,
+         through_kafka=a.through_kafka, kafka_max_lag=a.kafka_max_lag)
     return 0
 
 
