@@ -334,7 +334,9 @@ def run_report(
         err.print(f"[red]error:[/red] {exc}")
         return 1
     if as_json:
-        out.file.write(json.dumps(data, indent=2) + "\n")
+        # Top level: exactly what GET /v1/analytics/summary returns; the other views under "views".
+        doc = {**data["summary"], "views": {k: v for k, v in data.items() if k != "summary"}}
+        out.file.write(json.dumps(doc, indent=2) + "\n")
     else:
         render(out, data, src.describe())
     if plot_dir:
