@@ -1,6 +1,7 @@
 """Throughput of the stream agents on the embedded broker (Tansu) and chDB, one worker each.
 
     python bench/bench_streams.py [--requests 5000] [--outcomes 10000] [--rows 100000]
+                                  [--engine batch|faust] [--skip router|learner|sink]
 
 Each stage pre-loads its input topic, then starts the agent and times it from its first processed event
 to its last (group join excluded):
@@ -55,18 +56,25 @@ async def produce(bootstrap: str, items: list[tuple[str, str, str, dict[str, Any
         await producer.stop()
 
 
-async def timed(progress: Callable[[], int], total: int, timeout_s: float = 300) -> float:
-    """Seconds from the first processed item to ``total`` (polling ``progress``)."""
+CPU_MS: dict[str, float] = {}  # stage -> this process's CPU ms per item (the steadiest figure on a busy box)
+
+
+async def timed(progress: Callable[[], int], total: int, timeout_s: float = 300, *, stage: str = "") -> float:
+    """Seconds from the first processed item to ``total`` (polling ``progress``); the CPU this process
+    spent per item meanwhile goes to ``CPU_MS[stage]``."""
     deadline = time.monotonic() + timeout_s
     while progress() == 0:
         if time.monotonic() > deadline:
             raise TimeoutError("nothing processed")
         await asyncio.sleep(0.001)
-    t0, n0 = time.perf_counter(), progress()
+    t0, c0, n0 = time.perf_counter(), time.process_time(), progress()
     while progress() < total:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {progress()} of {total} processed")
         await asyncio.sleep(0.002)
+    done = max(1, progress() - n0)
+    if stage:
+        CPU_MS[stage] = (time.process_time() - c0) * 1000.0 / done
     return (time.perf_counter() - t0) * total / max(1, total - n0)
 
 
@@ -79,24 +87,24 @@ def route_request(i: int, topics: Topics) -> dict[str, Any]:
             "mode": "decide"}
 
 
-async def bench_router(settings: Settings, bootstrap: str, n: int) -> float:
+async def bench_router(settings: Settings, bootstrap: str, n: int, engine: str = "batch") -> float:
     topics = Topics.prefixed(f"b{uuid.uuid4().hex[:6]}.")
     await ensure(bootstrap, topics, settings.kafka.partitions)
     await produce(bootstrap, [(topics.requests, f"s{i % 500}", "RouteRequest", route_request(i, topics))
                               for i in range(n)])
     worker = Worker(settings, bootstrap, embedded=True, worker_id="bench", roles=("router",), topics=topics,
-                    app_id=f"bench-{uuid.uuid4().hex[:6]}")
+                    app_id=f"bench-{uuid.uuid4().hex[:6]}", engine=engine)
     await worker.start()
     try:
         assert worker.handler is not None
         handler = worker.handler
-        seconds = await timed(lambda: handler.stats["handled"], n)
+        seconds = await timed(lambda: handler.stats["handled"], n, stage="router")
     finally:
         await worker.stop()
     return n / seconds
 
 
-async def bench_learner(settings: Settings, bootstrap: str, n: int) -> tuple[float, int]:
+async def bench_learner(settings: Settings, bootstrap: str, n: int, engine: str = "batch") -> tuple[float, int]:
     topics = Topics.prefixed(f"b{uuid.uuid4().hex[:6]}.")
     await ensure(bootstrap, topics, settings.kafka.partitions)
     items: list[tuple[str, str, str, dict[str, Any]]] = []
@@ -120,12 +128,12 @@ async def bench_learner(settings: Settings, bootstrap: str, n: int) -> tuple[flo
             "metadata": {}, "source": "kafka"}))
     await produce(bootstrap, items)
     worker = Worker(settings, bootstrap, embedded=True, worker_id="bench-learner", roles=("learner",),
-                    topics=topics, app_id=f"bench-{uuid.uuid4().hex[:6]}", publish_every_s=1.0)
+                    topics=topics, app_id=f"bench-{uuid.uuid4().hex[:6]}", publish_every_s=1.0, engine=engine)
     await worker.start()
     try:
         learner = worker.learner
         assert learner is not None
-        seconds = await timed(lambda: learner.updates, n)
+        seconds = await timed(lambda: learner.updates, n, stage="learner")
         updates = learner.updates
     finally:
         await worker.stop()
@@ -162,6 +170,9 @@ async def main() -> None:
     parser.add_argument("--outcomes", type=int, default=10_000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=20_000, help="sink batch size (rows)")
+    parser.add_argument("--engine", choices=("batch", "faust"), default="batch",
+                        help="router/learner agents: batch consumer (default) or Faust agents")
+    parser.add_argument("--skip", action="append", default=[], choices=("router", "learner", "sink"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,14 +186,19 @@ async def main() -> None:
         try:
             bs = broker.bootstrap_servers
             settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bs})})
-            rps = await bench_router(settings, bs, args.requests)
-            print(f"router agent (decide mode: Decision + Trace out):     {rps:,.0f} requests/s")
-            ops, updates = await bench_learner(settings, bs, args.outcomes)
-            print(f"learner (decision+trace+outcome joined, bandit update): {ops:,.0f} outcomes/s ({updates} updates)")
-            client = connect(f"chdb://{Path(tmp) / 'chdb'}", "bench")
-            migrate(client)
-            rows = await bench_sink(settings, bs, client, args.rows)
-            print(f"sink (traces into chDB, batch {args.batch_size}):         {rows:,.0f} rows/s")
+            if "router" not in args.skip:
+                rps = await bench_router(settings, bs, args.requests, args.engine)
+                print(f"router agent (decide mode: Decision + Trace out):     {rps:,.0f} requests/s"
+                      f" ({CPU_MS['router']:.3f} CPU ms/request in this process)")
+            if "learner" not in args.skip:
+                ops, updates = await bench_learner(settings, bs, args.outcomes, args.engine)
+                print(f"learner (decision+trace+outcome joined, bandit update): {ops:,.0f} outcomes/s ({updates} updates,"
+                      f" {CPU_MS['learner']:.3f} CPU ms/outcome in this process)")
+            if "sink" not in args.skip:
+                client = connect(f"chdb://{Path(tmp) / 'chdb'}", "bench")
+                migrate(client)
+                rows = await bench_sink(settings, bs, client, args.rows)
+                print(f"sink (traces into chDB, batch {args.batch_size}):         {rows:,.0f} rows/s")
         finally:
             broker.stop()
 

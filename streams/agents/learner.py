@@ -1,7 +1,7 @@
 """The learner agent: outcome ⨝ the session's decisions → reward → bandit update → policy snapshots.
 
 Decisions, traces and outcomes are all keyed by session id, so one worker owns a session on all three
-topics (Faust assigns co-partitioned topics together) and the join is local and in memory:
+topics (the worker's consumer group assigns co-partitioned topics together) and the join is local and in memory:
 
 - a decision is credited by the first outcome of its session at or after it (by ``ts_ms``), or by
   the outcome that names its ``request_id``; each decision is credited once;
@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,6 +234,20 @@ class Learner:
 
     def handle(self, name: str, event: dict[str, Any]) -> int:
         """One decoded event; returns the number of bandit updates it caused."""
+        return self._learn(self._join(name, event))
+
+    def handle_many(self, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Decoded ``(name, value)`` events in order; the same result as ``handle`` on each in turn.
+
+        The joins run event by event; the credits they release are learned in one
+        ``ContextualBandit.learn_many`` call (bit-identical to learning them one by one).
+        """
+        credits: list[Credit] = []
+        for name, event in events:
+            credits.extend(self._join(name, event))
+        return self._learn(credits)
+
+    def _join(self, name: str, event: dict[str, Any]) -> list[Credit]:
         if name == "Decision":
             credits = self.joiner.add_decision(event, self.arms)
         elif name == "Outcome":
@@ -247,19 +261,19 @@ class Learner:
         elif name == "Trace":
             credits = self.joiner.add_trace(event)
         else:
-            return 0
+            return []
         self._events += 1
         if self._events % 10_000 == 0:
             self.joiner.expire()
-        return self._learn(self.joiner.ready(credits))
+        return self.joiner.ready(credits)
 
     def tick(self) -> int:
         """Apply credits whose trace never came (call periodically); returns the updates made."""
         return self._learn(self.joiner.due())
 
     def _learn(self, credits: list[Credit]) -> int:
-        for c in credits:
-            self.bandit.learn_outcome(c.context, c.model, c.success, float(c.cost_usd or 0.0))
+        if credits:
+            self.bandit.learn_many([(c.context, c.model, c.success, float(c.cost_usd or 0.0)) for c in credits])
         self.updates += len(credits)
         return len(credits)
 
@@ -282,42 +296,72 @@ class Learner:
         return event
 
 
+async def publish_snapshot(learner: Learner, publisher: Any, *, policy: str = POLICY_NAME) -> None:
+    """Publish the learner's partial snapshot to the policy topic and wait for the broker."""
+    await (await queue_snapshot(learner, publisher, policy=policy))
+
+
+async def queue_snapshot(learner: Learner, publisher: Any, *, policy: str = POLICY_NAME) -> asyncio.Future[Any]:
+    """Queue the learner's partial snapshot for the policy topic; returns its delivery future."""
+    topics = publisher.topics
+    event = learner.snapshot(policy)
+    delivered = await publisher.send(topics.policy, f"{policy}/{learner.learner_id}", "PolicySnapshot", event)
+    log.info("learner %s publishes %s version %s (%d updates)", learner.learner_id, policy,
+             event["version"], event["updates"])
+    return delivered
+
+
+async def learn_batch(learner: Learner, publisher: Any, items: list[tuple[Any, Any]], *,
+                      policy: str = POLICY_NAME) -> None:
+    """One batch of ``(source message, decoded value)``: join and learn, dead-letter the poison,
+    publish a snapshot if one is due; returns once those outputs are delivered (at-least-once)."""
+    futures = await queue_learn_batch(learner, publisher, items, policy=policy)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def queue_learn_batch(learner: Learner, publisher: Any, items: list[tuple[Any, Any]], *,
+                            policy: str = POLICY_NAME) -> list[asyncio.Future[Any]]:
+    """``learn_batch`` without waiting: returns the delivery futures of its outputs."""
+    from streams.agents.app import Event, Poison
+
+    futures = []
+    events = []
+    for source, value in items:
+        if isinstance(value, Event):
+            events.append((value.name, value.value))
+        elif isinstance(value, Poison):
+            futures.append(await publisher.dead_letter(source, value.reason, "decode"))
+    learner.handle_many(events)
+    if learner.should_publish():
+        futures.append(await queue_snapshot(learner, publisher, policy=policy))
+    return futures
+
+
+async def learner_tick(learner: Learner, publisher: Any, *, policy: str = POLICY_NAME) -> None:
+    """The cadence: credits whose trace never came, then a snapshot if one is due."""
+    learner.tick()
+    if learner.should_publish():
+        await publish_snapshot(learner, publisher, policy=policy)
+
+
 def attach_learner(app: Any, learner: Learner, publisher: Any, *, policy: str = POLICY_NAME,
                    tick_s: float = 0.5, batch_max: int = 1000, within_s: float = 0.01) -> Any:
     """Register the learner agent (and its publish timer) on a Faust ``app``; call before ``app.start()``.
 
     ``publisher`` is the worker's ``streams.agents.router.Publisher`` (snapshots, dead letters).
     """
-    from streams.agents.app import Event, Poison
 
     topics = publisher.topics
     source = app.topic(topics.decisions, topics.traces, topics.outcomes, key_type=bytes, key_serializer="raw",
                        value_serializer="weave-avro")
 
-    async def publish() -> None:
-        event = learner.snapshot(policy)
-        await (await publisher.send(topics.policy, f"{policy}/{learner.learner_id}", "PolicySnapshot", event))
-        log.info("learner %s published %s version %s (%d updates)", learner.learner_id, policy,
-                 event["version"], event["updates"])
-
     async def learn(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within_s):
-            dead = []
-            for event in events:
-                value = event.value
-                if isinstance(value, Event):
-                    learner.handle(value.name, value.value)
-                elif isinstance(value, Poison):
-                    dead.append(await publisher.dead_letter(event, value.reason, "decode"))
-            if dead:
-                await asyncio.gather(*dead)
-            if learner.should_publish():
-                await publish()
+            await learn_batch(learner, publisher, [(event, event.value) for event in events], policy=policy)
 
     async def on_cadence() -> None:
-        learner.tick()
-        if learner.should_publish():
-            await publish()
+        await learner_tick(learner, publisher, policy=policy)
 
     app.timer(interval=tick_s, name="weave-learner-publish")(on_cadence)
     return app.agent(source, name="weave-learner-agent")(learn)

@@ -1,8 +1,9 @@
 """The router agent: RouteRequests from router.requests → Decision (+ Trace), and in execute mode the
 model's answer as a RouteResponse on the request's reply topic.
 
-The Faust agent is a short ``async for``; the work is in ``RouteHandler.handle`` (a plain coroutine,
-tested without Kafka), which returns the events to publish:
+The agent loop (``queue_route_batch``, driven by the worker's ``BatchApp`` or by a Faust agent) handles a
+batch of requests and queues all their outputs at once; the work is in ``RouteHandler.handle`` (a plain
+coroutine, tested without Kafka), which returns the events to publish:
 
 - decide mode: Decision + Trace (status 200, no upstream call); no RouteResponse;
 - execute mode: Decision, the upstream call (non-streaming; the decided model first, then its other
@@ -25,11 +26,12 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams.agents.app import Event, Poison
 from streams.agents.dlq import DeadLetter
 from streams.agents.records import decision_event, new_id, now_ms
-from streams.agents.topics import Topics
+from streams.agents.topics import MAX_EVENT_BYTES, Topics
 from streams.config import ModelSettings, ProviderSettings, Settings
 from streams.events.codec import EventCodec
 from streams.providers.client import UpstreamClient, UpstreamError
@@ -251,12 +253,16 @@ class Publisher:
         self.embedded = embedded
         self.linger_ms = linger_ms
         self.producer: AIOKafkaProducer | None = None
+        self._partitioner = DefaultPartitioner()  # what AIOKafkaProducer.send uses by default
+        self._partitions: dict[tuple[str, bytes], int] = {}  # (topic, key) -> partition
 
     async def start(self) -> None:
         if self.producer is None:
             self.producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=self.linger_ms,
                 enable_idempotence=not self.embedded, max_batch_size=256 * 1024,
+                # Policy snapshots grow with the catalogue (~1.1 MB for 24 models): above the 1 MB default.
+                max_request_size=MAX_EVENT_BYTES,
             )
             await self.producer.start()
 
@@ -276,16 +282,114 @@ class Publisher:
     async def queue(self, outputs: Outputs) -> list[asyncio.Future[Any]]:
         return [await self.send(topic, key, name, value) for topic, key, name, value in outputs.events]
 
+    async def queue_many(self, batch: list[Outputs]) -> list[asyncio.Future[Any]]:
+        """Queue every output of a batch of requests: one record batch per (topic, partition).
+
+        ``producer.send`` costs ~15 µs of Python per message (partitioner, accumulator, a future
+        each); here the records are appended to one builder per partition and handed over with one
+        ``send_batch`` each. Records land on the partitions ``send`` would pick (aiokafka's default
+        partitioner on the same key), in input order within each partition.
+        """
+        assert self.producer is not None, "Publisher.start() first"
+        producer = self.producer
+        encode = self.codec.encode
+        partitions: dict[str, list[int]] = {}
+        builders: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for outputs in batch:
+            for topic, key, name, value in outputs.events:
+                k = (key.encode() if isinstance(key, str) else key) or None
+                parts = partitions.get(topic)
+                if parts is None:
+                    parts = partitions[topic] = list(await producer.partitions_for(topic))
+                p = self._partition(topic, k, parts)
+                v = encode(name, value)
+                builder = builders.get((topic, p))
+                if builder is None:
+                    builder = builders[(topic, p)] = producer.create_batch()
+                if builder.append(key=k, value=v, timestamp=None) is None:  # full: send it, start another
+                    futures.append(await producer.send_batch(builder, topic, partition=p))
+                    builder = builders[(topic, p)] = producer.create_batch()
+                    if builder.append(key=k, value=v, timestamp=None) is None:
+                        futures.append(await producer.send(topic, v, key=k, partition=p))  # larger than a batch
+                        del builders[(topic, p)]
+        for (topic, p), builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=p))
+        return futures
+
+    def _partition(self, topic: str, key: bytes | None, parts: list[int]) -> int:
+        if key is None:
+            return int(self._partitioner(None, parts, parts))
+        cache = self._partitions
+        p = cache.get((topic, key))
+        if p is None:
+            if len(cache) > 100_000:
+                cache.clear()
+            p = cache[(topic, key)] = self._partitioner(key, parts, parts)
+        return int(p)
+
     async def publish(self, outputs: Outputs) -> None:
         await asyncio.gather(*await self.queue(outputs))
 
     async def dead_letter(self, event: Any, reason: str, stage: str) -> asyncio.Future[Any]:
         assert self.producer is not None, "Publisher.start() first"
-        msg = event.message
+        msg = getattr(event, "message", event)  # a Faust event, or an aiokafka record
         raw = msg.value if isinstance(msg.value, bytes) else b""
         letter = DeadLetter(msg.topic, msg.partition, msg.offset, reason, stage, msg.key, raw)
         log.warning("dead letter from %s/%s@%s: %s", msg.topic, msg.partition, msg.offset, reason)
         return await self.producer.send(self.topics.dlq, raw, key=msg.key, headers=letter.headers())
+
+
+async def route_batch(handler: RouteHandler, publisher: Publisher, items: list[tuple[Any, Any]]) -> None:
+    """Handle one batch of ``(source message, decoded value)``; returns once every output is delivered,
+    so the caller acknowledges the batch only after the broker has all of it (at-least-once)."""
+    futures = await queue_route_batch(handler, publisher, items)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def queue_route_batch(handler: RouteHandler, publisher: Publisher,
+                            items: list[tuple[Any, Any]]) -> list[asyncio.Future[Any]]:
+    """Handle one batch and queue its outputs; returns their delivery futures (not awaited).
+
+    Decide-mode requests are handled inline (no I/O), execute-mode ones concurrently (each awaits its
+    provider); outputs are queued in input order. The source is a Faust event or an aiokafka record
+    (dead letters quote its topic, partition and offset).
+    """
+    stats = handler.stats
+    slots: list[Any] = []
+    for source, value in items:
+        if isinstance(value, Poison):
+            slots.append((source, "decode", value.reason))
+        elif not isinstance(value, Event) or value.name != "RouteRequest":
+            name = value.name if isinstance(value, Event) else type(value).__name__
+            slots.append((source, "decode", f"expected RouteRequest, got {name}"))
+        elif value.value.get("mode") == "decide":
+            slots.append(await _guarded(handler, source, value.value))  # no I/O: inline is cheapest
+        else:
+            slots.append(asyncio.ensure_future(_guarded(handler, source, value.value)))
+    futures: list[asyncio.Future[Any]] = []
+    outputs: list[Outputs] = []
+    for slot in slots:
+        if isinstance(slot, asyncio.Future):
+            slot = await slot
+        if isinstance(slot, Outputs):
+            outputs.append(slot)
+            stats["handled"] += 1
+        else:
+            source, stage, reason = slot
+            futures.append(await publisher.dead_letter(source, reason, stage))
+            stats["dead"] += 1
+    futures.extend(await publisher.queue_many(outputs))
+    return futures
+
+
+async def _guarded(handler: RouteHandler, source: Any, request: dict[str, Any]) -> Any:
+    try:
+        return await handler.handle(request)
+    except Exception as exc:  # one bad request must not stop the agent
+        log.exception("router agent: request %s failed", request.get("request_id"))
+        return (source, "handle", f"handler error: {type(exc).__name__}: {exc}")
 
 
 def attach_router(app: faust.App, handler: RouteHandler, publisher: Publisher, *,
@@ -298,44 +402,9 @@ def attach_router(app: faust.App, handler: RouteHandler, publisher: Publisher, *
     """
     requests = app.topic(handler.topics.requests, key_type=bytes, key_serializer="raw",
                          value_serializer="weave-avro")
-    stats = handler.stats
 
     async def route(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within_s):
-            await process_batch(events)
-
-    async def process_batch(events: list[Any]) -> None:
-        slots: list[Any] = []
-        for event in events:
-            value = event.value
-            if isinstance(value, Poison):
-                slots.append((event, "decode", value.reason))
-            elif not isinstance(value, Event) or value.name != "RouteRequest":
-                name = value.name if isinstance(value, Event) else type(value).__name__
-                slots.append((event, "decode", f"expected RouteRequest, got {name}"))
-            elif value.value.get("mode") == "decide":
-                slots.append(await _guarded(event, value.value))  # no I/O: inline is cheapest
-            else:
-                slots.append(asyncio.ensure_future(_guarded(event, value.value)))
-        futures: list[asyncio.Future[Any]] = []
-        for slot in slots:
-            if isinstance(slot, asyncio.Future):
-                slot = await slot
-            if isinstance(slot, Outputs):
-                futures.extend(await publisher.queue(slot))
-                stats["handled"] += 1
-            else:
-                event, stage, reason = slot
-                futures.append(await publisher.dead_letter(event, reason, stage))
-                stats["dead"] += 1
-        if futures:
-            await asyncio.gather(*futures)
-
-    async def _guarded(event: Any, request: dict[str, Any]) -> Any:
-        try:
-            return await handler.handle(request)
-        except Exception as exc:  # one bad request must not stop the agent
-            log.exception("router agent: request %s failed", request.get("request_id"))
-            return (event, "handle", f"handler error: {type(exc).__name__}: {exc}")
+            await route_batch(handler, publisher, [(event, event.value) for event in events])
 
     return app.agent(requests, name="weave-router-agent")(route)

@@ -517,6 +517,64 @@ class ContextualBandit:
         self._learn(i, self._vector(context), float(success), float(cost_usd))
         self._learn_attempt(context, i, float(success), float(cost_usd))
 
+    def learn_many(self, records: Iterable[tuple[Mapping[str, float], str, float, float]]) -> int:
+        """``learn_outcome`` for each ``(context, arm, success, cost_usd)`` in order; returns how many.
+
+        Bit-for-bit the state the sequential calls reach (the learner relies on it: batching must
+        not change what it learns). The vector and scalar sums (``b``, ``s``, costs, counts) are
+        accumulated with ``np.add.at``, which applies repeated indices one after another in order,
+        so every float addition happens in the same order as in the loop; the matrices (``A``, ``S``,
+        and the Sherman-Morrison covariance updates, which depend on each other) are updated record by
+        record with the loop's own operations. The means are only read at the end, so they are
+        computed once per touched arm instead of once per record.
+        """
+        rows = list(records)
+        n = len(rows)
+        if n == 0:
+            return 0
+        idx = np.fromiter((self._ensure_arm(arm) for _, arm, _, _ in rows), dtype=np.intp, count=n)
+        X = np.stack([self._vector(ctx) for ctx, _, _, _ in rows])
+        success = [float(r[2]) for r in rows]
+        costs = np.array([float(r[3]) for r in rows])
+        w = 1.0 / self.noise
+        coef = np.array([w * s for s in success])  # the loop's ``w * success`` (a Python float)
+        wsx = coef[:, None] * X
+        np.add.at(self._b, idx, wsx)
+        np.add.at(self._s[None], np.zeros(n, dtype=np.intp), wsx)
+        A, S, covs, scov = self._A, self._S, self._cov, self._scov
+        # np.outer(a, b) is multiply(a[:, None], b[None, :]); calling multiply directly skips its
+        # wrapper (same products, same bits).
+        mul = np.multiply
+        cols, rows_ = X[:, :, None], X[:, None, :]
+        for k in range(n):
+            x, i = X[k], idx[k]
+            xx = w * mul(cols[k], rows_[k])  # the loop computes this twice (A and S); same value
+            A[i] += xx
+            S += xx
+            cov = covs[i]
+            cx = cov @ x
+            cov -= mul(cx[:, None], cx[None, :]) * (w / (1.0 + w * (x @ cx)))  # Sherman-Morrison, as in _learn
+            sx = scov @ x
+            scov -= mul(sx[:, None], sx[None, :]) * (w / (1.0 + w * (x @ sx)))
+        for i in dict.fromkeys(idx.tolist()):
+            self._mu[i] = self._cov[i] @ self._b[i]
+        self._smu = scov @ self._s
+        np.add.at(self._cost_sum, idx, costs)
+        np.add.at(self._cost_n, idx, 1.0)
+        np.add.at(self._pulls, idx, 1.0)
+        self.version += n
+        # _learn_attempt, batched the same way.
+        ks = [int(ctx.get(ATTEMPT_KEY, 0) or 0) for ctx, _, _, _ in rows]
+        att = [(k, (1.0, s, float(c), self._cost_sum0[i] / self._cost_n0[i]))
+               for k, s, c, i in zip(ks, success, costs.tolist(), idx.tolist(), strict=True)
+               if 0 < k <= MAX_ATTEMPT_SLOTS]
+        if att:
+            np.add.at(self._att, np.array([k for k, _ in att], dtype=np.intp), np.array([v for _, v in att]))
+        buckets = np.array([min(max(k, 1), RETRY_BUCKETS) for k in ks], dtype=np.intp)
+        cells = np.array([(1.0, min(max(s, 0.0), 1.0)) for s in success])
+        np.add.at(self._cell, (idx, buckets), cells)
+        return n
+
     def _learn_attempt(self, context: Mapping[str, float], i: int, success: float, cost: float) -> None:
         k = int(context.get(ATTEMPT_KEY, 0) or 0)
         if 0 < k <= MAX_ATTEMPT_SLOTS:

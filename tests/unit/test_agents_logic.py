@@ -3,6 +3,7 @@ the spill file, event conformance, the batch writer's classification, the router
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,30 @@ def test_learner_waits_for_the_trace_cost_then_falls_back() -> None:
     snap = learner.snapshot()
     assert snap["version"] == learner.bandit.version and not learner.dirty
     assert learner.handle("Decision", dec("d3", "s3", 10, model="not-configured")) == 0
+
+
+def test_learner_handle_many_learns_exactly_what_handle_does() -> None:
+    settings = load_settings(env={})
+    arms = [m.name for m in settings.models]
+    events: list[tuple[str, dict[str, Any]]] = []
+    for i in range(120):
+        sid = f"s{i % 17}"
+        ctx = {"bias": 1.0, "x": (i % 5) / 5, "attempt": float(i % 3)}
+        events.append(("Decision", {**dec(f"d{i}", sid, 10 * i, model=arms[i % len(arms)]), "context": ctx}))
+        events.append(("Trace", {"decision_id": f"d{i}", "cost_usd": 0.001 * (i % 7)}))
+        if i % 4 == 3:
+            events.append(("Outcome", out(sid, 10 * i + 5, float(i % 3 != 0))))
+    rng = np.random.default_rng(4)
+    order = rng.permutation(len(events))  # arrival order across the three topics is not fixed
+    events = [events[k] for k in order] + [("Unknown", {})]
+    one, many = Learner(settings, "a", clock=Clock()), Learner(settings, "b", clock=Clock())
+    for name, value in events:
+        one.handle(name, value)
+    for start in range(0, len(events), 37):
+        many.handle_many(events[start:start + 37])
+    assert one.updates == many.updates > 20 and one.outcomes_seen == many.outcomes_seen
+    for attr in ("_A", "_b", "_cov", "_mu", "_S", "_scov", "_cost_sum", "_pulls", "_att", "_cell"):
+        assert getattr(one.bandit, attr).tobytes() == getattr(many.bandit, attr).tobytes(), attr
 
 
 def test_sessions_expire_after_their_ttl() -> None:
@@ -336,3 +361,89 @@ def test_merged_partials_equal_one_learner_and_versions_add_up() -> None:
         for x, y in zip(merged.estimates(ctx, arms), one.estimates(ctx, arms), strict=True):
             np.testing.assert_allclose(x, y, rtol=1e-7, atol=1e-12)
 
+
+
+class FakePublisher:
+    """Records what the router agent queues; deliveries resolve at once."""
+
+    def __init__(self) -> None:
+        self.outputs: list[tuple[str, str, str]] = []
+        self.dead: list[tuple[Any, str, str]] = []
+
+    async def queue_many(self, batch: list[Any]) -> list[Any]:
+        self.outputs.extend((t, k, n) for outputs in batch for t, k, n, _ in outputs.events)
+        return [self._done()] if batch else []
+
+    async def dead_letter(self, source: Any, reason: str, stage: str) -> Any:
+        self.dead.append((source, reason, stage))
+        return self._done()
+
+    @staticmethod
+    def _done() -> Any:
+        f = asyncio.get_running_loop().create_future()
+        f.set_result(None)
+        return f
+
+
+async def test_route_batch_publishes_in_input_order_and_dead_letters_the_rest() -> None:
+    from streams.agents.router import queue_route_batch
+
+    handler = RouteHandler(load_settings(env={}), FakeRouter(), None)
+    publisher = FakePublisher()
+    body = json.dumps({"model": "router/auto", "messages": [{"role": "user", "content": "hi"}]})
+    first, second = route_request(body), {**route_request(body), "request_id": "r2", "session_id": "s2"}
+    items = [("rec0", Event("RouteRequest", first)), ("rec1", Poison("bad magic", b"x")),
+             ("rec2", Event("Outcome", {})), ("rec3", Event("RouteRequest", second))]
+    futures = await queue_route_batch(handler, publisher, items)  # type: ignore[arg-type]
+    assert len(futures) == 3 and all(f.done() for f in futures)
+    assert publisher.outputs == [("router.decisions", "s1", "Decision"), ("router.traces", "s1", "Trace"),
+                                 ("router.decisions", "s2", "Decision"), ("router.traces", "s2", "Trace")]
+    assert [(src, stage) for src, _, stage in publisher.dead] == [("rec1", "decode"), ("rec2", "decode")]
+    assert "got Outcome" in publisher.dead[1][1]
+    assert handler.stats == {"handled": 2, "dead": 2}
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[dict[Any, int]] = []
+        self.seeks: list[tuple[Any, int]] = []
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+async def test_batch_app_commits_a_batch_only_after_its_outputs_are_delivered() -> None:
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from streams.agents.app import BatchApp
+
+    loop = asyncio.get_running_loop()
+    deliveries: list[asyncio.Future[Any]] = []
+    seen: list[int] = []
+
+    async def handler(batch: list[Any]) -> list[asyncio.Future[Any]]:
+        seen.extend(record.offset for record, _ in batch)
+        deliveries.append(loop.create_future())
+        return [deliveries[-1]]
+
+    app = BatchApp("unused:9092", "g", {"t": handler}, embedded=True, retry_s=0.0)
+    consumer = FakeConsumer()
+    tp = TopicPartition("t", 0)
+
+    def fetch(*offsets: int) -> dict[Any, list[Any]]:
+        return {tp: [ConsumerRecord("t", 0, o, 0, 0, b"k", CODEC.encode("Outcome", out("s", o)), None, 1, 3, [])
+                     for o in offsets]}
+
+    await app._step(consumer, fetch(0, 1))  # type: ignore[arg-type]
+    assert seen == [0, 1] and consumer.commits == []  # handled, outputs not delivered yet
+    deliveries[0].set_result(None)
+    await app._step(consumer, fetch(2))  # type: ignore[arg-type]
+    assert consumer.commits == [{tp: 2}]  # the first batch, once delivered; the second is in flight
+    deliveries[1].set_exception(RuntimeError("broker gone"))
+    await app._step(consumer, {})  # type: ignore[arg-type]
+    assert consumer.commits == [{tp: 2}] and consumer.seeks == [(tp, 2)]  # not committed: read again
+    assert "broker gone" in app.last_error and app._inflight is None
