@@ -8,7 +8,7 @@ Here the pieces are the production ones, wired as a gateway and a learner worker
 - each attempt is published through ``KafkaEventSink`` like the gateway does: a Decision (with the
   bandit's context vector), a Trace (with the attempt's cost) and, once ``PaidOutcomes`` says how
   the attempt went, an Outcome naming the attempt's ``request_id``;
-- a Faust worker with role ``learner`` (``streams.agents.worker.Worker``) joins them, computes the
+- a worker with role ``learner`` (batch engine by default, Faust optional) (``streams.agents.worker.Worker``) joins them, computes the
   reward, updates its bandit and publishes snapshots on ``router.policy``, which the follower
   merges and hot-swaps.
 
