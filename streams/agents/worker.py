@@ -1,7 +1,8 @@
 """One stream worker: the router and/or learner agents on one consumer group, with its policy follower.
 
-The agents run on ``streams.agents.app.BatchApp`` (whole fetches per step; ``engine="batch"``, the
-default) or as Faust agents (``engine="faust"``, ~3x slower: Faust's per-event stream is the cap).
+The agents run as Faust agents (``engine="faust"``, the default of ``kafka.agent_engine``) or on
+``streams.agents.app.BatchApp`` (``engine="batch"``: whole fetches per step, ~3x the throughput, since
+Faust's per-event stream is the cap).
 
 Programmatic use (``weave-router worker`` / ``up`` wire this)::
 
@@ -97,13 +98,14 @@ class Worker:
         batch_max: int = 500,
         publish_every_s: float = 2.0,
         publish_after: int = 500,
-        engine: str = "batch",
+        engine: str | None = None,
         **faust_overrides: Any,
     ) -> None:
         self.roles = frozenset(roles)
         unknown = self.roles - ROLES
         if unknown:
             raise ValueError(f"unknown worker roles: {', '.join(sorted(unknown))}")
+        engine = engine or settings.kafka.agent_engine
         if engine not in ENGINES:
             raise ValueError(f"unknown worker engine {engine!r} (batch or faust)")
         self.engine = engine

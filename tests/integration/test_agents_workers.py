@@ -41,12 +41,13 @@ def session_events(i: int) -> tuple[Decision, dict[str, Any], dict[str, Any]]:
     return d, trace, outcome
 
 
+@pytest.mark.parametrize("engine", ["faust", "batch"])
 async def test_two_workers_split_partitions_and_learn_the_same_policy(
-    settings: Settings, broker: str, topics: Topics, tmp_path: Path
+    settings: Settings, broker: str, topics: Topics, tmp_path: Path, engine: str
 ) -> None:
     app_id = f"weave-{uuid.uuid4().hex[:6]}"
     workers = [Worker(settings, broker, embedded=True, worker_id=f"w{k}", roles=("learner",), topics=topics,
-                      app_id=app_id, publish_every_s=0.2) for k in range(2)]
+                      app_id=app_id, publish_every_s=0.2, engine=engine) for k in range(2)]
     emitter = KafkaEventSink.from_settings(settings, broker, topics=topics, embedded=True, data_dir=tmp_path)
     await emitter.start()
     await asyncio.gather(*(w.start() for w in workers))
