@@ -21,3 +21,13 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return shared_dir()
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one chDB data dir of this test process (per xdist worker).
+
+    chDB runs one engine per process, bound to the first data dir opened; every test that needs the
+    engine takes this fixture and works in a fresh database of its own.
+    """
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"

@@ -1,16 +1,10 @@
-"""Fixtures of the chaos suite: one embedded broker and the process's chDB engine for the module, the
-default configuration, and the table of results (written to artifacts/chaos.txt and printed).
-
-chDB allows one engine path per process while any client is open, and pytest-xdist may run this file in
-the same worker as the integration tests (whose session ``chdb_url`` fixture is not visible here). So
-``chdb_url`` reuses the integration suite's directory when it was already created in this worker, and
-otherwise makes one of its own whose clients are all closed when the module ends, which releases the
-engine for whatever file runs next in the worker.
+"""Fixtures of the chaos suite: one embedded broker for the module, the default configuration, and the
+table of results (written to artifacts/chaos.txt and printed). The chDB engine is the test process's
+one data dir (``chdb_url`` in tests/conftest.py); each scenario works in a fresh database.
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 
 import pytest
@@ -24,16 +18,6 @@ RESULTS = pytest.StashKey[list]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos: fault-injection suite (upstream faults, broker/sink/ClickHouse outages)")
-
-
-@pytest.fixture(scope="module")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    existing = sorted(p for p in tmp_path_factory.getbasetemp().glob("chdb*") if p.is_dir())
-    if existing:  # the integration suite's engine, opened earlier in this worker
-        yield f"chdb://{existing[0]}"
-        return
-    yield f"chdb://{tmp_path_factory.mktemp('chaos-chdb')}"
-    gc.collect()  # clients dropped without close() release the engine only when collected
 
 
 @pytest.fixture(scope="module")

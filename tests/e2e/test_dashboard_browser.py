@@ -64,17 +64,6 @@ def playwright_sync() -> Any:
     return pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 
-def _client(tmp_path: Path, database: str) -> Any:
-    """chDB allows one data dir per process: reuse the one already open (another test's) if any."""
-    try:
-        return connect(f"chdb://{tmp_path / 'ch'}", database)
-    except Exception as exc:
-        m = re.search(r"initialized with path '([^']+)'", str(exc))
-        if not m:
-            raise
-        return connect(f"chdb://{m.group(1)}", database)
-
-
 def api(url: str, view: str, **params: Any) -> Any:
     query = "&".join(f"{k}={v}" for k, v in {"since": "24h", **params}.items())
     with urllib.request.urlopen(f"{url}/v1/analytics/{view}?{query}", timeout=10) as resp:
@@ -303,9 +292,9 @@ def test_dashboard_of_a_stack_that_served_the_demo(stack: Stack, demo_run: DemoR
 
 # -- a synthetic sample with several models and savings ------------------------------------------------
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Any, sample.SampleData]]:
+def store(chdb_url: str) -> Iterator[tuple[Any, sample.SampleData]]:
     database = f"t_dash_{uuid.uuid4().hex[:8]}"
-    client = _client(tmp_path, database)
+    client = connect(chdb_url, database)
     migrate(client)
     data = sample.sample_data(datetime.now(UTC) - timedelta(minutes=2), sessions=36, seed=21)
     sample.insert(client, data)

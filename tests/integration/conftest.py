@@ -51,11 +51,6 @@ def broker(embedded_broker: EmbeddedBroker) -> str:
     return embedded_broker.bootstrap_servers
 
 
-@pytest.fixture(scope="session")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
 @pytest.fixture
 def clickhouse_factory(chdb_url: str) -> Iterator[Callable[[], Any]]:
     """Make clients on fresh migrated databases of the session's chDB; dropped at teardown."""
