@@ -44,7 +44,8 @@ def _run(cmd: list[str], timeout: float) -> tuple[int, str, float]:
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        return 124, f"timed out after {timeout:g}s\n{exc.stdout or ''}", load
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return 124, f"timed out after {timeout:g}s\n{out}", load
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-2000:])
     return proc.returncode, proc.stdout, load

@@ -345,10 +345,12 @@ class KafkaEventSink:
         self._recent.extend(items)
         acked = self._acked
         for r in results:
-            key = (getattr(r, "topic", None), getattr(r, "partition", None))
+            acked_topic, partition = getattr(r, "topic", None), getattr(r, "partition", None)
             offset = getattr(r, "offset", None)
-            if key[0] is not None and isinstance(offset, int) and offset > acked.get(key, -1):  # type: ignore[arg-type]
-                acked[key] = offset  # type: ignore[index]
+            if isinstance(acked_topic, str) and isinstance(partition, int) and isinstance(offset, int):
+                tp = (acked_topic, partition)
+                if offset > acked.get(tp, -1):
+                    acked[tp] = offset
         return None
 
     async def _connect(self) -> bool:

@@ -555,8 +555,8 @@ def variants(
             "outcome_sessions": so["outcome_sessions"] if so else 0,
             "success_rate": so["success_rate"] if so else None,
         }
-        row.update(_quantile_fields("overhead_ms", t["overhead_q"] if requests else None))
-        row.update(_quantile_fields("latency_ms", t["latency_q"] if requests else None))
+        row.update(_quantile_fields("overhead_ms", t["overhead_q"] if t and requests else None))
+        row.update(_quantile_fields("latency_ms", t["latency_q"] if t and requests else None))
         arms.append(row)
 
     shadowed = f"FROM decisions FINAL WHERE {_W} AND shadow_model IS NOT NULL"
@@ -580,7 +580,7 @@ def variants(
         m_out=[prices[n].price_out for n in names], m_cached=[prices[n].price_cached for n in names],
     )
     at = "indexOf({m_names:Array(String)}, d.shadow)"
-    cost = _rows(
+    cost_row = _rows(
         client,
         "SELECT count() AS requests, sum(t.cost_usd) AS cost_usd, "
         f"sum((greatest(toInt64(t.input_tokens) - toInt64(t.cached_tokens), 0) * arrayElement({{m_in:Array(Float64)}}, {at}) "
@@ -592,9 +592,9 @@ def variants(
         f"WHERE shadow_model IS NOT NULL AND event_id IN ({ids})) AS d ON d.event_id = t.decision_id",
         cost_params,
     )[0]
-    n, traced = int(head["decisions"]), int(cost["requests"])
-    served_cost = float(cost["cost_usd"]) if traced else 0.0
-    shadow_cost = float(cost["shadow_cost_usd"]) if traced and prices else (0.0 if not traced else None)
+    n, traced = int(head["decisions"]), int(cost_row["requests"])
+    served_cost = float(cost_row["cost_usd"]) if traced else 0.0
+    shadow_cost = float(cost_row["shadow_cost_usd"]) if traced and prices else (0.0 if not traced else None)
     shadow = {
         "decisions": n,
         "sessions": int(head["sessions"]),
@@ -604,7 +604,7 @@ def variants(
         "cost_usd": served_cost,
         "shadow_cost_usd": shadow_cost,
         "shadow_delta_usd": None if shadow_cost is None else shadow_cost - served_cost,
-        "unpriced_requests": int(cost["unpriced"]) if traced and prices else traced,
+        "unpriced_requests": int(cost_row["unpriced"]) if traced and prices else traced,
         "pairs": [{"model": r["model"], "shadow_model": r["shadow"], "decisions": int(r["decisions"])} for r in pairs],
     }
     experiments = _rows(

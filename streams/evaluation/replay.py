@@ -281,9 +281,9 @@ class SeedRun:
     chosen: dict[str, int]
 
 
-def task_order(matrix: OutcomeMatrix, seed: int) -> np.ndarray:
+def task_order(matrix: OutcomeMatrix, seed: int) -> list[int]:
     """The seeded order tasks arrive in (the same for every way of running the replay)."""
-    return np.random.default_rng(seed).permutation(matrix.n_tasks)
+    return [int(i) for i in np.random.default_rng(seed).permutation(matrix.n_tasks)]
 
 
 def score_run(

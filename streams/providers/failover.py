@@ -219,7 +219,7 @@ async def send_with_failover(
             latency = perf_counter() - t
             status = resp.status
             if status < 400:
-                if stream:
+                if stream and isinstance(resp, UpstreamResponse):
                     primed = await _prime(resp)
                     if isinstance(primed, UpstreamError):
                         attempts.append(Attempt(model.name, provider.name, status, primed.message))
