@@ -6,17 +6,13 @@ from __future__ import annotations
 import msgspec
 
 from streams.config import ModelSettings
-from streams.ingress.errors import send_error
+from streams.ingress.errors import read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
-    BodyTimeout,
-    BodyTooLarge,
-    ClientGone,
     Receive,
     Scope,
     Send,
-    read_body,
     send_bytes,
 )
 from streams.ingress.pipeline import DialectIngress
@@ -62,15 +58,8 @@ class CountTokensEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         gw = self.gw
-        try:
-            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes, gw.read_timeout_s)
-        except BodyTooLarge as exc:
-            await send_error(send, DIALECT, 413, str(exc))
-            return
-        except BodyTimeout as exc:
-            await send_error(send, DIALECT, 408, str(exc))
-            return
-        except ClientGone:
+        raw = await read_request_body(receive, send, headers, DIALECT, gw.max_body_bytes, gw.read_timeout_s)
+        if raw is None:
             return
         if await gw.refuse_key(scope, headers, DIALECT, send):
             return

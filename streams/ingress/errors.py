@@ -7,9 +7,21 @@ upstream error keeps its status and message when it is re-rendered for another d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
-from streams.ingress.http import JSON_HEADERS, RawHeaders, Send, send_bytes
+from streams.ingress.http import (
+    JSON_HEADERS,
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    RawHeaders,
+    Receive,
+    Send,
+    read_body,
+    send_bytes,
+)
 from streams.translation import registry
 
 _ENCODER = msgspec.json.Encoder()
@@ -62,3 +74,19 @@ def parse_upstream_error(data: bytes, status: int) -> tuple[str, str | None, str
         return env.error.message or f"upstream returned HTTP {status}", env.error.type, env.error.param
     message = env.error or env.message or env.detail or f"upstream returned HTTP {status}"
     return message, None, None
+
+
+async def read_request_body(
+    receive: Receive, send: Send, headers: Mapping[str, str], dialect: str, limit: int, timeout_s: float | None
+) -> bytes | None:
+    """The request body, or None once the refusal went out in ``dialect`` (413 too large, 408 too slow)
+    or the client hung up. One place for the body rules every endpoint shares."""
+    try:
+        return await read_body(receive, headers.get("content-length"), limit, timeout_s)
+    except BodyTooLarge as exc:
+        await send_error(send, dialect, 413, str(exc))
+    except BodyTimeout as exc:
+        await send_error(send, dialect, 408, str(exc))
+    except ClientGone:
+        pass
+    return None

@@ -12,17 +12,13 @@ from typing import Any
 
 import msgspec
 
-from streams.ingress.errors import send_error
+from streams.ingress.errors import read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
-    BodyTimeout,
-    BodyTooLarge,
-    ClientGone,
     Receive,
     Scope,
     Send,
-    read_body,
     send_bytes,
 )
 
@@ -42,16 +38,8 @@ class FeedbackEndpoint:
             await send_error(send, _DIALECT, 503, "feedback is not enabled on this gateway (no event stream)")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        try:
-            raw = await read_body(receive, headers.get("content-length"), self.gw.max_body_bytes,
-                                  self.gw.settings.server.read_timeout_s)
-        except BodyTooLarge as exc:
-            await send_error(send, _DIALECT, 413, str(exc))
-            return
-        except ClientGone:
-            return
-        except BodyTimeout:
-            await send_error(send, _DIALECT, 408, "request body not received in time")
+        raw = await read_request_body(receive, send, headers, _DIALECT, self.gw.max_body_bytes, self.gw.read_timeout_s)
+        if raw is None:
             return
         try:
             payload = msgspec.json.decode(raw)

@@ -28,20 +28,16 @@ import msgspec
 from streams.config import ModelSettings, ProviderSettings
 from streams.ingress.auth import ClientIdentity
 from streams.ingress.context import client_key, client_name, session_id
-from streams.ingress.errors import parse_upstream_error, send_error
+from streams.ingress.errors import parse_upstream_error, read_request_body, send_error
 from streams.ingress.gateway import Gateway, new_id
 from streams.ingress.http import (
     JSON_HEADERS,
     SSE_HEADERS,
-    BodyTimeout,
-    BodyTooLarge,
-    ClientGone,
     RawHeaders,
     Receive,
     Scope,
     Send,
     header_map,
-    read_body,
     send_bytes,
 )
 from streams.ingress.usage import UsageScanner, body_usage
@@ -148,15 +144,8 @@ class DialectIngress:
         rel = gw.reliability
         dialect = self.dialect
         headers = header_map(scope)
-        try:
-            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes, gw.read_timeout_s)
-        except BodyTooLarge as exc:
-            await send_error(send, dialect, 413, str(exc))
-            return
-        except BodyTimeout as exc:
-            await send_error(send, dialect, 408, str(exc))
-            return
-        except ClientGone:
+        raw = await read_request_body(receive, send, headers, dialect, gw.max_body_bytes, gw.read_timeout_s)
+        if raw is None:
             return
         key = client_key(headers)
         # Key and route now (401 before any parsing work); its model scope once the body names the model.

@@ -10,18 +10,14 @@ from typing import Any
 import msgspec
 
 from streams.ingress.context import client_key, session_id
-from streams.ingress.errors import send_error
+from streams.ingress.errors import read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
-    BodyTimeout,
-    BodyTooLarge,
-    ClientGone,
     Receive,
     Scope,
     Send,
     header_map,
-    read_body,
     send_bytes,
 )
 from streams.translation import registry
@@ -59,15 +55,8 @@ class RouteEndpoint:
             await send_error(send, "openai_chat", 400, f"unknown dialect '{dialect}'", param="dialect")
             return
         err_dialect = dialect or "openai_chat"
-        try:
-            raw = await read_body(receive, headers.get("content-length"), gw.max_body_bytes, gw.read_timeout_s)
-        except BodyTooLarge as exc:
-            await send_error(send, err_dialect, 413, str(exc))
-            return
-        except BodyTimeout as exc:
-            await send_error(send, err_dialect, 408, str(exc))
-            return
-        except ClientGone:
+        raw = await read_request_body(receive, send, headers, err_dialect, gw.max_body_bytes, gw.read_timeout_s)
+        if raw is None:
             return
         if await gw.refuse_key(scope, headers, err_dialect, send):
             return
