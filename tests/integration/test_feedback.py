@@ -1,0 +1,80 @@
+"""POST /v1/feedback: outcomes are validated, published for the learner and reach the router's session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from streams.config import load_settings
+from streams.infra.runtime import feedback_handler, make_router
+from streams.ingress.app import create_app
+from streams.ingress.gateway import Gateway
+from streams.providers.client import UpstreamClient
+
+
+class RecordingEmitter:
+    def __init__(self) -> None:
+        self.outcomes: list[dict[str, Any]] = []
+
+    def emit_outcome(self, outcome: dict[str, Any]) -> None:
+        self.outcomes.append(outcome)
+
+
+@pytest.fixture
+def wired() -> tuple[httpx.AsyncClient, RecordingEmitter, Any]:
+    settings = load_settings(env={})
+    router = make_router(settings)
+    emitter = RecordingEmitter()
+    gateway = Gateway(settings, router, UpstreamClient(None))
+    app = create_app(gateway, feedback_handler(router, emitter))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
+    return client, emitter, router
+
+
+async def test_feedback_is_published_and_escalates_the_session(wired: Any) -> None:
+    client, emitter, router = wired
+    async with client:
+        # The router knows the session once it decided for it.
+        r = await client.post("/v1/route", json={"model": "router/auto", "messages": [{"role": "user", "content": "fix the bug"}]},
+                              headers={"x-session-id": "task-7"})
+        assert r.status_code == 200, r.text
+        r = await client.post("/v1/feedback", json={"session_id": "task-7", "tests_passed": 3, "tests_failed": 2,
+                                                    "cost_usd": 0.02, "metadata": {"suite": "unit"}})
+    assert r.status_code == 202
+    body = r.json()
+    assert body["accepted"] is True and body["session_id"] == "task-7" and body["success"] == 0.0
+    [outcome] = emitter.outcomes
+    assert outcome["session_id"] == "task-7" and outcome["tests_failed"] == 2 and outcome["cost_usd"] == 0.02
+    assert outcome["metadata"] == {"suite": "unit"} and outcome["event_id"] == body["event_id"]
+    # The failed outcome counts against the router's session (what a cascade escalates on).
+    assert router.sessions.get("task-7").failures == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        ({"success": True}, "session_id"),
+        ({"session_id": "s"}, "success"),
+        ({"session_id": "s", "score": 3}, "score"),
+        ({"session_id": "s", "success": True, "tests_passed": "many"}, "tests_passed"),
+    ],
+)
+async def test_bad_feedback_is_a_400_naming_the_field(wired: Any, payload: dict[str, Any], param: str) -> None:
+    client, emitter, _ = wired
+    async with client:
+        r = await client.post("/v1/feedback", json=payload)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == param and param in error["message"]
+    assert emitter.outcomes == []
+
+
+async def test_malformed_feedback_body(wired: Any) -> None:
+    client, _, _ = wired
+    async with client:
+        r = await client.post("/v1/feedback", content=b"{not json")
+        assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+        r = await client.post("/v1/feedback", json=[1, 2])
+        assert r.status_code == 400
