@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from streams.config import Settings
 from streams.infra.health import create_health_app
+from streams.infra.observed import RecentRequests
 from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
 from streams.reliability.redact import install
@@ -27,12 +28,17 @@ def make_router(settings: Settings) -> Any:
     return build_router(settings, ContextualBandit.from_settings(settings.routing.bandit, settings.models))
 
 
-def feedback_handler(router: Any, emitter: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """``POST /v1/feedback``: validate, publish to router.outcomes (the learner), tell the router (cascade)."""
+def feedback_handler(
+    router: Any, emitter: Any, recent: RecentRequests | None = None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``POST /v1/feedback``: validate, publish to router.outcomes (the learner), tell the router (cascade).
+    Feedback naming only a ``request_id`` is credited to that request's session when it was served here."""
     from streams.agents.feedback import build_outcome
 
+    resolve = recent.session_of if recent is not None else None
+
     def handle(payload: dict[str, Any]) -> dict[str, Any]:
-        outcome = build_outcome(payload)
+        outcome = build_outcome(payload, resolve_session=resolve)
         emitter.emit_outcome(outcome)
         router.record_outcome(outcome["session_id"], outcome["success"] >= 0.5, cost_usd=outcome.get("cost_usd"))
         return outcome
@@ -48,6 +54,7 @@ def build_gateway_app(
     router: Any = None,
     feedback: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     health: Callable[[], dict[str, Any]] | None = None,
+    recent: RecentRequests | None = None,
 ) -> Any:
     """The gateway: router with the learned policy, pooled upstream client, events to Kafka."""
     from streams.analytics.api import analytics_routes
@@ -58,7 +65,7 @@ def build_gateway_app(
     from streams.providers.client import UpstreamClient
     router = router or make_router(settings)
     metrics = RouterMetrics()
-    sink = MeteredEventSink(events, metrics)
+    sink = MeteredEventSink(events, metrics, recent)
     # Gateway.health adds the reliability layer's open breakers to the stack's components.
     gateway = Gateway(settings, router, UpstreamClient(stack.sim_url), sink, health=health or stack.components)
     rel = gateway.reliability
@@ -122,8 +129,9 @@ async def run_service(
             return {"status": "ok" if all(c["ok"] for c in comps.values()) else "degraded", "components": comps}
 
         if gateway:
-            app = build_gateway_app(settings, stack, streams.emitter, router=router,
-                                    feedback=feedback_handler(router, streams.emitter), health=components)
+            recent = RecentRequests()
+            app = build_gateway_app(settings, stack, streams.emitter, router=router, recent=recent,
+                                    feedback=feedback_handler(router, streams.emitter, recent), health=components)
         else:
             app = create_health_app(health)
         server = HttpServer(app, settings.server.host, settings.server.port)

@@ -78,3 +78,19 @@ async def test_malformed_feedback_body(wired: Any) -> None:
         assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
         r = await client.post("/v1/feedback", json=[1, 2])
         assert r.status_code == 400
+
+
+def test_feedback_by_request_id_credits_that_requests_session() -> None:
+    from streams.analytics.metrics import RouterMetrics
+    from streams.infra.observed import MeteredEventSink, RecentRequests
+
+    recent = RecentRequests(capacity=2)
+    sink = MeteredEventSink(None, RouterMetrics(), recent)
+    for rid, sid in (("r1", "s1"), ("r2", "s2"), ("r3", "s3")):
+        sink.emit_trace({"request_id": rid, "session_id": sid, "model": "m", "status": 200})
+    emitter = RecordingEmitter()
+    handle = feedback_handler(make_router(load_settings(env={})), emitter, recent)
+    assert handle({"request_id": "r2", "success": True})["session_id"] == "s2"
+    # Forgotten (bounded memory): the request id stands in for the session, as documented.
+    assert handle({"request_id": "r1", "success": True})["session_id"] == "r1"
+    assert [o["request_id"] for o in emitter.outcomes] == ["r2", "r1"]
