@@ -18,13 +18,9 @@ Only loopback is used: the service runs on the embedded default (simulated provi
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from _service import child_env, running_up
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "node_modules" / ".bin"
 CLAUDE = BIN / "claude"
 CODEX = BIN / "codex"
-DEFAULT_CONFIG = ROOT / "streams" / "default_config.yaml"
 CLI_TIMEOUT_S = 120
 START_TIMEOUT_S = 90
 FINAL_ANSWER = "Done: checked the tool output."
-# Variables that could point a CLI at a real service, a proxy or another config: never inherited.
-_LEAK_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "WEAVE_", "KAFKA_", "CLICKHOUSE_")
-_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
 @dataclass(frozen=True)
@@ -95,50 +87,16 @@ def _get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAK_PREFIXES) and k.lower() not in _PROXY_VARS}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    return env
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One ``weave-router up`` (embedded broker, chDB, simulator) serving every test of the module."""
     if not (CLAUDE.exists() or CODEX.exists()):
         pytest.skip(f"neither {CLAUDE} nor {CODEX} is installed (run `npm ci` in {ROOT})")
-    tmp = tmp_path_factory.mktemp("weave-e2e")
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["sim"] = {"ttft_ms": 0, "tokens_per_s": 0}  # as fast as possible: the tests time the CLIs
-    config_file = tmp / "weave-router.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    log = tmp / "service.log"
-    # COLUMNS: the console must not wrap the "listening on" line the URL is read from.
-    env = {**_child_env(), "WEAVE_DATA_DIR": str(tmp / "data"), "COLUMNS": "250"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "up", "--port", "0", "--config", str(config_file)],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )
-    try:
-        url = ""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not url and time.monotonic() < deadline and proc.poll() is None:
-            m = re.search(r"listening on (http://\S+)", log.read_text())
-            url = m.group(1) if m else ""
-            time.sleep(0.1)
-        assert url, f"weave-router up did not report its address:\n{log.read_text()}"
+    with running_up(tmp_path_factory.mktemp("weave-e2e"), START_TIMEOUT_S) as (url, log):
         detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
         sim = re.search(r"http://[\d.]+:\d+", detail)
         assert sim, f"no simulator URL in /health: {detail!r}"
         yield Service(url, sim.group(0), log)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 # -- what the gateway and the simulator counted --------------------------------------------------------
@@ -217,7 +175,7 @@ def test_claude_code_completes_a_tool_round_trip(
     marker = f"weave-e2e-{target.model}"
     script = _script("Bash", {"command": f"touch {marker}", "description": "Create the marker file"})
     env = {
-        **_child_env(),
+        **child_env(),
         "HOME": str(home),
         "ANTHROPIC_BASE_URL": service.url,
         "ANTHROPIC_API_KEY": "x",
@@ -285,7 +243,7 @@ def test_codex_completes_a_tool_round_trip(codex: Path, service: Service, tmp_pa
     marker = f"weave-e2e-{target.model}"
     script = _script("exec_command", {"cmd": f"touch {marker}"})
     (codex_home / "config.toml").write_text(_codex_config(service, target.model, script))
-    env = {**_child_env(), "HOME": str(home), "CODEX_HOME": str(codex_home), "WEAVE_KEY": "x"}
+    env = {**child_env(), "HOME": str(home), "CODEX_HOME": str(codex_home), "WEAVE_KEY": "x"}
     counts = Counts(service)
     # The sandbox needs user namespaces, which CI containers often lack; the only command the scripted
     # model runs is the `touch` above, inside this test's tmp dir.

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from _service import child_env, running_up
 
 from streams.analytics import sample
 from streams.analytics.preview import analytics_app, serving
@@ -43,13 +41,9 @@ CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEFAULT_CONFIG = ROOT / "streams" / "default_config.yaml"
 START_TIMEOUT_S = 60
 DEMO_TIMEOUT_S = 60  # the issue: the default demo fills the dashboard within a minute of `up`
 STORED_TIMEOUT_S = 20
-# Variables that could point the service or the demo at a real service, a proxy or another config.
-_LEAK_PREFIXES = ("ANTHROPIC_", "OPENAI_", "WEAVE_", "KAFKA_", "CLICKHOUSE_")
-_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 _DEMO_LINE = re.compile(
     r"demo finished: (?P<sessions>\d+) sessions, (?P<requests>\d+) requests, (?P<tool_calls>\d+) tool calls "
     r"in (?P<elapsed>[\d.]+)s; passed (?P<passed>\d+), failed (?P<failed>\d+) .*?, "
@@ -163,44 +157,14 @@ class DemoRun:
 
 
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAK_PREFIXES) and k.lower() not in _PROXY_VARS}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["COLUMNS"] = "250"  # no console wrapping in the lines the tests read
-    return env
+    return {**child_env(), "COLUMNS": "250"}  # no console wrapping in the lines the tests read
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One ``weave-router up`` on a free port with its own data dir, stopped with SIGTERM."""
-    tmp = tmp_path_factory.mktemp("weave-dash")
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["sim"] = {"ttft_ms": 0, "tokens_per_s": 0}  # as fast as possible: the demo is timed
-    config_file = tmp / "weave-router.yaml"
-    config_file.write_text(yaml.safe_dump(config))
-    log = tmp / "service.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "up", "--port", "0", "--config", str(config_file)],
-            env={**_child_env(), "WEAVE_DATA_DIR": str(tmp / "data")}, cwd=ROOT, stdout=out,
-            stderr=subprocess.STDOUT, text=True,
-        )
-    try:
-        url = ""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not url and time.monotonic() < deadline and proc.poll() is None:
-            m = re.search(r"listening on (http://\S+)", log.read_text())
-            url = m.group(1) if m else ""
-            time.sleep(0.1)
-        assert url, f"weave-router up did not report its address:\n{log.read_text()}"
+    with running_up(tmp_path_factory.mktemp("weave-dash"), START_TIMEOUT_S) as (url, log):
         yield Stack(url, log)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _demo_command() -> list[str]:
