@@ -8,6 +8,7 @@ upstream error keeps its status and message when it is re-rendered for another d
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -90,3 +91,16 @@ async def read_request_body(
     except ClientGone:
         pass
     return None
+
+
+async def decode_json_object(send: Send, dialect: str, raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None once the 400 went out in ``dialect``."""
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        await send_error(send, dialect, 400, f"request body is not valid JSON: {exc}")
+        return None
+    if not isinstance(body, dict):
+        await send_error(send, dialect, 400, "request body must be a JSON object")
+        return None
+    return body

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from streams.ingress.errors import read_request_body, send_error
+from streams.ingress.errors import decode_json_object, read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
@@ -41,13 +41,8 @@ class FeedbackEndpoint:
         raw = await read_request_body(receive, send, headers, _DIALECT, self.gw.max_body_bytes, self.gw.read_timeout_s)
         if raw is None:
             return
-        try:
-            payload = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            await send_error(send, _DIALECT, 400, f"body is not valid JSON: {exc}")
-            return
-        if not isinstance(payload, dict):
-            await send_error(send, _DIALECT, 400, "body must be a JSON object")
+        payload = await decode_json_object(send, _DIALECT, raw)
+        if payload is None:
             return
         try:
             outcome = self.handler(payload)

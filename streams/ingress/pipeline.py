@@ -28,7 +28,7 @@ import msgspec
 from streams.config import ModelSettings, ProviderSettings
 from streams.ingress.auth import ClientIdentity
 from streams.ingress.context import client_key, client_name, session_id
-from streams.ingress.errors import parse_upstream_error, read_request_body, send_error
+from streams.ingress.errors import decode_json_object, parse_upstream_error, read_request_body, send_error
 from streams.ingress.gateway import Gateway, new_id
 from streams.ingress.http import (
     JSON_HEADERS,
@@ -159,13 +159,8 @@ class DialectIngress:
         if identity is None:
             await send_error(send, dialect, 401, "invalid API key")
             return
-        try:
-            body = _decode(raw)
-        except msgspec.DecodeError as exc:
-            await send_error(send, dialect, 400, f"request body is not valid JSON: {exc}")
-            return
-        if not isinstance(body, dict):
-            await send_error(send, dialect, 400, "request body must be a JSON object")
+        body = await decode_json_object(send, dialect, raw)
+        if body is None:
             return
         try:
             req = self.tr.parse_request(body)

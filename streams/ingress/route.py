@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from streams.ingress.context import client_key, session_id
-from streams.ingress.errors import read_request_body, send_error
+from streams.ingress.errors import decode_json_object, read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
@@ -60,13 +60,8 @@ class RouteEndpoint:
             return
         if await gw.refuse_key(scope, headers, err_dialect, send):
             return
-        try:
-            body = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            await send_error(send, err_dialect, 400, f"request body is not valid JSON: {exc}")
-            return
-        if not isinstance(body, dict):
-            await send_error(send, err_dialect, 400, "request body must be a JSON object")
+        body = await decode_json_object(send, err_dialect, raw)
+        if body is None:
             return
         dialect = dialect or guess_dialect(body, headers)
         try:

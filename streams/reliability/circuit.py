@@ -69,19 +69,13 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go out now? In half-open this takes one probe slot, freed by ``record``."""
-        if not self.s.enabled:
-            return True
-        state = self.state
-        if state == "closed":
-            return True
-        if state == "open":
+        if not self.available():
             return False
-        now = self.clock()
-        # A probe whose outcome never came back (cancelled request) must not wedge the breaker half-open.
-        self._probes = [t for t in self._probes if now - t < self.s.probe_timeout_s]
-        if len(self._probes) >= self.s.half_open_probes:
-            return False
-        self._probes.append(now)
+        if self.s.enabled and self.state == "half_open":
+            now = self.clock()
+            # A probe whose outcome never came back (cancelled request) must not wedge the breaker half-open.
+            self._probes = [t for t in self._probes if now - t < self.s.probe_timeout_s]
+            self._probes.append(now)
         return True
 
     def available(self) -> bool:
