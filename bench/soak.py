@@ -45,6 +45,25 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """RSS of ``pid`` and each of its child processes (the embedded broker is a child of ``up``), by name."""
+    out: dict[str, float] = {}
+    pids = [pid]
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        pids += [int(c) for c in f.read().split()]
+    for p in pids:
+        rss = rss_mb(p)
+        if rss is None:
+            continue
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            name = str(p)
+        out[f"{name}:{p}"] = round(rss, 1)
+    return out
+
+
 def pct(sorted_ms: list[float], q: float) -> float:
     if not sorted_ms:
         return float("nan")
@@ -139,7 +158,8 @@ async def soak(url: str, minutes: float, rate: float, concurrency: int, model: s
             growth = f" (+{rss - first_rss:.1f})" if rss is not None and first_rss is not None else ""
             rss_txt = f"{rss:.1f}{growth}" if rss is not None else "n/a"
             print(f"{minute:>4} {len(lat) + sum(win.errors.values()):>7} {sum(win.errors.values()):>7} "
-                  f"{pct(lat, 0.50):>8.1f} {pct(lat, 0.99):>8.1f} {rss_txt:>8}  {json.dumps(win.errors) if win.errors else ''}",
+                  f"{pct(lat, 0.50):>8.1f} {pct(lat, 0.99):>8.1f} {rss_txt:>8}  {json.dumps(win.errors) if win.errors else ''}"
+                  f"{'  per process ' + json.dumps(tree_rss_mb(pid)) if pid else ''}  load {os.getloadavg()[0]:.1f}",
                   flush=True)
         # Bounded drain: in-flight requests get 30 s, then they are cancelled.
         if pending:

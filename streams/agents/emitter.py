@@ -2,8 +2,10 @@
 
 How it never blocks and never loses an event:
 
-- ``emit_decision`` / ``emit_trace`` / ``emit_outcome`` append a tuple to an in-memory deque and
-  return (no encoding, no I/O). A background task converts, encodes and produces them in batches.
+- ``emit_decision`` / ``emit_trace`` / ``emit_outcome`` encode the event, write it to the journal
+  (``streams.agents.journal``: one append, no fsync, so it outlives a killed process) and append it
+  to an in-memory deque. A background task produces them in batches. On start, what the journal of a
+  previous run still holds (not known to be in ClickHouse) is produced again first.
 - When a produce fails or times out, the unconfirmed events and everything after them go to a spill
   file under ``data_dir``, in order, while the gateway keeps serving. A probe re-creates the topics
   (the embedded broker keeps them in memory only, so a restarted broker has none) and a fresh
@@ -30,6 +32,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.agents.journal import Journal
 from streams.agents.records import conform, decision_event
 from streams.agents.spill import Item, SpillFile
 from streams.agents.topics import Topics, ensure
@@ -41,7 +44,8 @@ log = logging.getLogger("weave.emitter")
 
 _DECISION = 0
 _RECORD = 1
-Pending = tuple[int, str, str, Any, dict[str, Any]]  # kind, topic, record name, payload, context
+# The sink's consumer group (streams.agents.sink.SINK_GROUP): its commits say what is in ClickHouse.
+STORED_BY_GROUP = "weave-sink"
 
 
 class KafkaEventSink:
@@ -64,6 +68,9 @@ class KafkaEventSink:
         spill_name: str = "events.spill",
         topics: Topics | None = None,
         replay_window: int = 20_000,
+        journal: bool = True,
+        sink_group: str = STORED_BY_GROUP,
+        trim_interval_s: float = 1.0,
     ) -> None:
         self.topics = topics or Topics()
         # The last events the broker acknowledged: a broker that comes back without its topics (the
@@ -88,7 +95,16 @@ class KafkaEventSink:
         self.retry_interval_s = retry_interval_s
         self.single_record_batches = single_record_batches
         self.spill = SpillFile(Path(data_dir) / "spill" / spill_name)
-        self._buffer: deque[Pending] = deque()
+        self.journal = Journal(
+            Path(data_dir) / "journal" / spill_name.removesuffix(".spill"),
+            stored_topics=(self.topics.decisions, self.topics.traces, self.topics.outcomes),
+        ) if journal else None
+        self.sink_group = sink_group
+        self.trim_interval_s = trim_interval_s
+        self._trim_task: asyncio.Task[None] | None = None
+        self._offsets_reader: AIOKafkaConsumer | None = None
+        self._recovered = False
+        self._buffer: deque[Item] = deque()
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -129,7 +145,12 @@ class KafkaEventSink:
         """Any other event (keyed by its ``session_id``, or by ``policy`` for snapshots)."""
         self._append((_RECORD, topic, record_name, value, {}))
 
-    def _append(self, item: Pending) -> None:
+    def _append(self, pending: tuple[int, str, str, Any, dict[str, Any]]) -> None:
+        item = self._encode(*pending)
+        if item is None:
+            return
+        if self.journal is not None:
+            self.journal.append(item)
         if len(self._buffer) >= self.capacity:
             self._overflow()
         self._buffer.append(item)
@@ -139,7 +160,7 @@ class KafkaEventSink:
     def _overflow(self) -> None:
         # Rare: the producer task is stuck. Keep order (file first, then new events behind it).
         self.overflow_spills += 1
-        self.spill.append_many(self._encode_all(self._take(len(self._buffer))))
+        self.spill.append_many(self._take(len(self._buffer)))
 
     # --- state --------------------------------------------------------------------------------
 
@@ -160,6 +181,8 @@ class KafkaEventSink:
             "resent": self.resent,
             "spill_pending_bytes": self.spill.pending_bytes(),
             "encode_failures": self.encode_failures,
+            "journal_events": self.journal.pending_events() if self.journal is not None else 0,
+            "journal_segments_deleted": self.journal.deleted if self.journal is not None else 0,
             "last_error": self.last_error,
         }
 
@@ -186,13 +209,30 @@ class KafkaEventSink:
         if self._task is None:
             self._stopping = False
             self._inflight = False
+            self._recover_journal()
             await self._connect()
             self._task = asyncio.create_task(self._run(), name="weave-emitter")
+            if self.journal is not None:
+                self._trim_task = asyncio.create_task(self._trim_loop(), name="weave-journal-trim")
+
+    def _recover_journal(self) -> None:
+        """Queue what a previous run's journal holds ahead of everything (the spill is a subset of it)."""
+        if self.journal is None or self._recovered:
+            return
+        self._recovered = True
+        old = self.journal.recover()
+        self.spill.reset()
+        self.spill.append_many(old)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Flush what we can within ``timeout_s``; whatever is left is spilled for the next start."""
         self._stopping = True
         self._wake.set()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._trim_task
+            self._trim_task = None
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
@@ -202,9 +242,12 @@ class KafkaEventSink:
                     await self._task
             self._task = None
         if self._buffer:
-            self.spill.append_many(self._encode_all(self._take(len(self._buffer))))
+            self.spill.append_many(self._take(len(self._buffer)))
         await self._close_producer()
         self.spill.close()
+        await self._close_offsets_reader()
+        if self.journal is not None:
+            self.journal.close()
 
     async def __aenter__(self) -> KafkaEventSink:
         await self.start()
@@ -240,12 +283,13 @@ class KafkaEventSink:
                 await asyncio.sleep(self.retry_interval_s)
 
     async def _send_direct(self) -> None:
-        items = self._encode_all(self._take(self.max_batch))
+        items = self._take(self.max_batch)
         self._inflight = True
         try:
             failed_from = await self._produce(items)
         finally:
             self._inflight = False
+        self._acknowledged(len(items) if failed_from is None else failed_from)
         if failed_from is not None:
             # Keep order: the unconfirmed tail, then the whole buffer, go to the file.
             self.spill.append_many(items[failed_from:])
@@ -267,7 +311,7 @@ class KafkaEventSink:
     async def _recover_step(self) -> None:
         # While the file holds anything, new events queue behind it in the file (order).
         if self._buffer:
-            self.spill.append_many(self._encode_all(self._take(len(self._buffer))))
+            self.spill.append_many(self._take(len(self._buffer)))
         if self._down and not await self._connect():
             await self._sleep_or_stop(self.retry_interval_s)
             return
@@ -283,6 +327,7 @@ class KafkaEventSink:
         finally:
             self._inflight = False
         done = len(items) if failed_from is None else failed_from
+        self._acknowledged(done)
         if done:
             self.spill.replayed += done
             self.spill.commit(chunk[done - 1][1])
@@ -298,23 +343,76 @@ class KafkaEventSink:
             self._wake.clear()
             await self._wake.wait()
 
-    def _take(self, n: int) -> list[Pending]:
+    def _take(self, n: int) -> list[Item]:
         buf = self._buffer
         return [buf.popleft() for _ in range(min(n, len(buf)))]
 
-    def _encode_all(self, pending: list[Pending]) -> list[Item]:
-        out: list[Item] = []
-        encode = self.codec.encode
-        for kind, topic, name, payload, context in pending:
+    def _encode(self, kind: int, topic: str, name: str, payload: Any, context: dict[str, Any]) -> Item | None:
+        try:
+            value = decision_event(payload, **context) if kind == _DECISION else conform(self.codec, name, payload)
+            key = value.get("policy") if name == "PolicySnapshot" else value.get("session_id")
+            return topic, str(key).encode() if key else None, self.codec.encode(name, value)
+        except Exception as exc:  # a malformed event must not fail the request that produced it
+            self.encode_failures += 1
+            self.last_error = f"cannot encode {name}: {type(exc).__name__}: {exc}"
+            log.warning("dropping an event that cannot be encoded as %s: %s", name, exc)
+            return None
+
+    # --- the journal ------------------------------------------------------------------------------
+
+    def _acknowledged(self, count: int) -> None:
+        """``count`` more events, in accepted order, reached the broker for the first time."""
+        if self.journal is not None and count:
+            self.journal.acknowledge(count, self._acked)
+
+    async def _trim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.trim_interval_s)
             try:
-                value = decision_event(payload, **context) if kind == _DECISION else conform(self.codec, name, payload)
-                key = value.get("policy") if name == "PolicySnapshot" else value.get("session_id")
-                out.append((topic, str(key).encode() if key else None, encode(name, value)))
-            except Exception as exc:  # a malformed event must not take its batch down with it
-                self.encode_failures += 1
-                self.last_error = f"cannot encode {name}: {type(exc).__name__}: {exc}"
-                log.warning("dropping an event that cannot be encoded as %s: %s", name, exc)
-        return out
+                await self.trim_journal()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("journal trim failed: %s", exc)
+                await self._close_offsets_reader()
+
+    async def trim_journal(self) -> int:
+        """Delete the journal segments whose events the sink group has committed; how many went."""
+        journal = self.journal
+        if journal is None:
+            return 0
+        journal.acknowledge(0, self._acked)
+        if not journal.removable():
+            return 0
+        tps = journal.awaiting()
+        committed: dict[tuple[str, int], int | None] = {}
+        if tps:
+            reader = self._offsets_reader
+            if reader is None:
+                # A group member that never subscribes: it only reads the group's committed offsets.
+                reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.sink_group,
+                                          enable_auto_commit=False,
+                                          request_timeout_ms=int(max(self.send_timeout_s, 5.0) * 1000))
+                async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
+                    await reader.start()
+                self._offsets_reader = reader
+            async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
+                for topic, partition in tps:
+                    committed[(topic, partition)] = await reader.committed(TopicPartition(topic, partition))
+        return journal.trim(committed)
+
+    async def final_trim(self, timeout_s: float = 3.0) -> None:
+        """After the sink stopped (it commits what it stored): trim once more, so a clean restart does
+        not send again what is already stored. Best effort."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.trim_journal(), timeout_s)
+        await self._close_offsets_reader()
+
+    async def _close_offsets_reader(self) -> None:
+        reader, self._offsets_reader = self._offsets_reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader.stop(), 2.0)
 
     async def _produce(self, items: list[Item]) -> int | None:
         """Send ``items``; None when all are acknowledged, else the index of the first unconfirmed one."""

@@ -62,6 +62,8 @@ class StreamServices:
         if self.sink is not None:
             with contextlib.suppress(Exception):
                 await self.sink.stop()
+        if self.emitter is not None:
+            await self.emitter.final_trim()
 
 
 async def start_streams(

@@ -19,6 +19,54 @@ _NO_KEY = 0xFFFF
 Item = tuple[str, bytes | None, bytes]
 
 
+def pack(items: list[Item]) -> bytes:
+    """``items`` in the record layout above, ready for one write."""
+    parts: list[bytes] = []
+    for topic, key, value in items:
+        t = topic.encode()
+        parts.append(_HEADER.pack(len(t), _NO_KEY if key is None else len(key), len(value)))
+        parts.append(t)
+        if key is not None:
+            parts.append(key)
+        parts.append(value)
+    return b"".join(parts)
+
+
+def whole_length(path: Path) -> int:
+    """Length of the whole records at the start of ``path`` (a torn last one is left out)."""
+    end = path.stat().st_size
+    good = 0
+    with open(path, "rb") as f:
+        while good + _HEADER.size <= end:
+            f.seek(good)
+            tlen, klen, vlen = _HEADER.unpack(f.read(_HEADER.size))
+            need = _HEADER.size + tlen + (0 if klen == _NO_KEY else klen) + vlen
+            if good + need > end:
+                break
+            good += need
+    return good
+
+
+def read_records(path: Path, start: int, end: int, max_items: int) -> list[tuple[Item, int]]:
+    """Up to ``max_items`` whole records of ``path`` between ``start`` and ``end``, each with the
+    position after it."""
+    out: list[tuple[Item, int]] = []
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos = start
+        while len(out) < max_items and pos + _HEADER.size <= end:
+            tlen, klen, vlen = _HEADER.unpack(f.read(_HEADER.size))
+            need = tlen + (0 if klen == _NO_KEY else klen) + vlen
+            if pos + _HEADER.size + need > end:
+                break  # a torn tail write (crash mid-append): stop here
+            topic = f.read(tlen).decode()
+            key = None if klen == _NO_KEY else f.read(klen)
+            value = f.read(vlen)
+            pos += _HEADER.size + need
+            out.append(((topic, key, value), pos))
+    return out
+
+
 class SpillFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -34,17 +82,8 @@ class SpillFile:
         """Cut a torn last record (the process died mid-append) so new records follow whole ones."""
         if not self.path.exists():
             return
-        end = self.path.stat().st_size
-        good = 0
-        with open(self.path, "rb") as f:
-            while good + _HEADER.size <= end:
-                f.seek(good)
-                tlen, klen, vlen = _HEADER.unpack(f.read(_HEADER.size))
-                need = _HEADER.size + tlen + (0 if klen == _NO_KEY else klen) + vlen
-                if good + need > end:
-                    break
-                good += need
-        if good < end:
+        good = whole_length(self.path)
+        if good < self.path.stat().st_size:
             with open(self.path, "r+b") as f:
                 f.truncate(good)
 
@@ -68,38 +107,16 @@ class SpillFile:
     def append_many(self, items: list[Item]) -> None:
         if not items:
             return
-        parts: list[bytes] = []
-        for topic, key, value in items:
-            t = topic.encode()
-            parts.append(_HEADER.pack(len(t), _NO_KEY if key is None else len(key), len(value)))
-            parts.append(t)
-            if key is not None:
-                parts.append(key)
-            parts.append(value)
-        self._out.write(b"".join(parts))
+        self._out.write(pack(items))
         self._out.flush()
         self.appended += len(items)
 
     def read(self, max_items: int) -> list[tuple[Item, int]]:
         """Up to ``max_items`` records from the read position, each with the position after it."""
-        out: list[tuple[Item, int]] = []
         end = self.size()
         if self.read_pos >= end:
-            return out
-        with open(self.path, "rb") as f:
-            f.seek(self.read_pos)
-            pos = self.read_pos
-            while len(out) < max_items and pos + _HEADER.size <= end:
-                tlen, klen, vlen = _HEADER.unpack(f.read(_HEADER.size))
-                need = tlen + (0 if klen == _NO_KEY else klen) + vlen
-                if pos + _HEADER.size + need > end:
-                    break  # a torn tail write (crash mid-append): stop here
-                topic = f.read(tlen).decode()
-                key = None if klen == _NO_KEY else f.read(klen)
-                value = f.read(vlen)
-                pos += _HEADER.size + need
-                out.append(((topic, key, value), pos))
-        return out
+            return []
+        return read_records(self.path, self.read_pos, end, max_items)
 
     def commit(self, pos: int) -> None:
         """Everything before ``pos`` reached the broker; start over when the whole file did."""

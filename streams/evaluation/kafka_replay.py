@@ -218,7 +218,8 @@ class KafkaRun:
                              roles=("learner",), topics=self.topics, app_id=f"weave-replay-{tag}",
                              publish_after=1, publish_every_s=0.2)
         self.emitter = KafkaEventSink.from_settings(self.settings, bootstrap_servers, topics=self.topics,
-                                                    embedded=embedded, spill_name=f"replay-{tag}.spill")
+                                                    embedded=embedded, spill_name=f"replay-{tag}.spill",
+                                                    journal=False)  # no sink stores these
         self.follower = PolicyFollower(bootstrap_servers, self.gateway.on_policy, base=self.gateway.base,
                                        topics=self.topics, policy=POLICY_NAME)
         self.emitted = 0  # outcomes published so far

@@ -230,3 +230,36 @@ async def test_sink_retries_while_clickhouse_is_down(
     finally:
         await emitter.stop()
         await sink.stop()
+
+
+async def test_events_a_killed_process_accepted_are_stored_once_by_the_next_one(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path
+) -> None:
+    group = f"sink-{uuid.uuid4().hex[:6]}"
+    crashed = make_emitter(settings, broker, topics, tmp_path, sink_group=group)
+    n = 120
+    traces = [trace(f"k{i % 5}", i) for i in range(n)]
+    for i, t in enumerate(traces):  # accepted, never produced: the process "dies" right here
+        crashed.emit_trace(t)
+        crashed.emit_decision(decision(t["session_id"], i), request_id=t["request_id"], source="http")
+    sink = make_sink(settings, broker, clickhouse, topics, group)
+    emitter = make_emitter(settings, broker, topics, tmp_path, sink_group=group, trim_interval_s=0.2)
+    assert emitter.journal is not None
+    emitter.journal.segment_age_s = 0.2
+    await sink.start()
+    await emitter.start()
+    try:
+        emitter.emit_trace(trace("k-new", 1))
+        assert await emitter.idle(20)
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", n + 1) == n + 1
+        assert await wait_for_count(clickhouse, "SELECT count() FROM decisions FINAL", n) == n
+        assert clickhouse.query("SELECT count() FROM traces FINAL WHERE request_id = 'k3-r3'").result_rows == [(1,)]
+        # Once the sink committed them, the journal lets go of the stored events.
+        deadline = time.monotonic() + 20
+        while emitter.journal.pending_events() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert emitter.journal.pending_events() == 0
+        assert list((tmp_path / "journal" / "events").glob("*.log")) == []
+    finally:
+        await emitter.stop()
+        await sink.stop()
