@@ -6,8 +6,13 @@ its topic unchanged; the headers are plain UTF-8 so any Kafka tool shows the rea
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 REASON = "weave-dlq-reason"
 SOURCE_TOPIC = "weave-dlq-topic"
@@ -22,7 +27,7 @@ class DeadLetter:
     partition: int
     offset: int
     reason: str
-    stage: str  # decode | store | encode | handle
+    stage: str  # decode | store | encode | handle | produce
     key: bytes | None
     value: bytes
 
@@ -43,3 +48,40 @@ def read_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
         if name.startswith("weave-dlq-"):
             out[name] = bytes(value).decode("utf-8", "replace")
     return out
+
+
+PAYLOAD_LIMIT = 64 * 1024  # bytes of a rejected value carried on router.dlq (the full one stays on disk)
+TRUNCATED = "weave-dlq-truncated"
+
+
+class DeadLetterFile:
+    """Events the broker refused for good, as JSON lines (reason, where, the whole value in base64),
+    so an operator can see and re-publish them; router.dlq gets a copy with at most ``PAYLOAD_LIMIT``
+    bytes of the value."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.written = 0
+
+    def write(self, letter: DeadLetter) -> None:
+        line = json.dumps({
+            "ts_ms": int(time.time() * 1000), "topic": letter.topic, "stage": letter.stage,
+            "reason": letter.reason, "size": len(letter.value),
+            "key": letter.key.decode("utf-8", "replace") if letter.key is not None else None,
+            "value_b64": base64.b64encode(letter.value).decode(),
+        }, separators=(",", ":"))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode() + b"\n")
+        finally:
+            os.close(fd)
+        self.written += 1
+
+
+def carried(letter: DeadLetter) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The value and headers of ``letter`` as router.dlq carries it (long values cut, and said so)."""
+    headers = letter.headers()
+    if len(letter.value) <= PAYLOAD_LIMIT:
+        return letter.value, headers
+    return letter.value[:PAYLOAD_LIMIT], [*headers, (TRUNCATED, str(len(letter.value)).encode())]

@@ -31,9 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
+from streams.agents.dlq import DeadLetter, DeadLetterFile, carried
 from streams.agents.journal import Journal
-from streams.agents.records import conform, decision_event
+from streams.agents.records import bounded, conform, decision_event
 from streams.agents.spill import Item, SpillFile
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
@@ -44,6 +53,11 @@ log = logging.getLogger("weave.emitter")
 
 _DECISION = 0
 _RECORD = 1
+# What the broker (or the producer, before sending) refuses for good: retrying cannot help.
+REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidMessageError,
+           CorruptRecordException, UnsupportedForMessageFormatError)
+# Events whose string fields are cut to ``records.FIELD_LIMIT`` (a policy snapshot must stay whole).
+_BOUNDED = frozenset({"Trace", "Decision", "Outcome"})
 # The sink's consumer group (streams.agents.sink.SINK_GROUP): its commits say what is in ClickHouse.
 STORED_BY_GROUP = "weave-sink"
 
@@ -100,6 +114,7 @@ class KafkaEventSink:
             stored_topics=(self.topics.decisions, self.topics.traces, self.topics.outcomes),
         ) if journal else None
         self.sink_group = sink_group
+        self.dead = DeadLetterFile(Path(data_dir) / "dead_letters" / (spill_name.removesuffix(".spill") + ".jsonl"))
         self.trim_interval_s = trim_interval_s
         self._trim_task: asyncio.Task[None] | None = None
         self._offsets_reader: AIOKafkaConsumer | None = None
@@ -181,6 +196,7 @@ class KafkaEventSink:
             "resent": self.resent,
             "spill_pending_bytes": self.spill.pending_bytes(),
             "encode_failures": self.encode_failures,
+            "dead_letters": self.dead.written,
             "journal_events": self.journal.pending_events() if self.journal is not None else 0,
             "journal_segments_deleted": self.journal.deleted if self.journal is not None else 0,
             "last_error": self.last_error,
@@ -350,6 +366,8 @@ class KafkaEventSink:
     def _encode(self, kind: int, topic: str, name: str, payload: Any, context: dict[str, Any]) -> Item | None:
         try:
             value = decision_event(payload, **context) if kind == _DECISION else conform(self.codec, name, payload)
+            if name in _BOUNDED:
+                value = bounded(value, keep=("features",))
             key = value.get("policy") if name == "PolicySnapshot" else value.get("session_id")
             return topic, str(key).encode() if key else None, self.codec.encode(name, value)
         except Exception as exc:  # a malformed event must not fail the request that produced it
@@ -415,32 +433,47 @@ class KafkaEventSink:
                 await asyncio.wait_for(reader.stop(), 2.0)
 
     async def _produce(self, items: list[Item]) -> int | None:
-        """Send ``items``; None when all are acknowledged, else the index of the first unconfirmed one."""
+        """Send ``items``; None when all are acknowledged, else the index of the first unconfirmed one.
+        An item refused for good (too large, invalid) is dead-lettered and counts as done."""
         producer = self._producer
         if producer is None:
             return 0
-        futures: list[asyncio.Future[Any]] = []
+        futures: list[asyncio.Future[Any] | BaseException] = []
         try:
             async with asyncio.timeout(self.send_timeout_s):
                 for topic, key, value in items:
-                    futures.append(await producer.send(topic, value, key=key))
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                    try:
+                        futures.append(await producer.send(topic, value, key=key))
+                    except REFUSED as exc:
+                        futures.append(exc)
+                sent = iter(await asyncio.gather(*(f for f in futures if not isinstance(f, BaseException)),
+                                                 return_exceptions=True))
+                results = [f if isinstance(f, BaseException) else next(sent) for f in futures]
         except Exception as exc:
             self.last_error = f"produce: {type(exc).__name__}: {exc}"
             log.warning("broker unreachable (%s); spilling events to %s", self.last_error, self.spill.path)
-            results = [f.result() if f.done() and not f.cancelled() and f.exception() is None else exc
-                       for f in futures]
+            results = [_outcome(f, exc) for f in futures]
             results += [exc] * (len(items) - len(results))
+        letters: list[DeadLetter] = []
+        failed_from: int | None = None
         for i, r in enumerate(results):
-            if isinstance(r, BaseException):
-                self.sent += i
-                self._recent.extend(items[:i])
+            if isinstance(r, REFUSED):
+                topic, key, value = items[i]
+                letters.append(DeadLetter(topic, -1, -1, f"refused by the broker: {type(r).__name__}: {r}",
+                                          "produce", key, value))
+            elif isinstance(r, BaseException):
+                failed_from = i
                 if not self.last_error:
                     self.last_error = f"produce: {type(r).__name__}: {r}"
-                await self._close_producer()
-                return i
-        self.sent += len(items)
-        self._recent.extend(items)
+                break
+        done = len(items) if failed_from is None else failed_from
+        self.sent += done - len(letters)
+        self._recent.extend(item for item, r in zip(items[:done], results, strict=False) if not isinstance(r, REFUSED))
+        if letters:
+            await self._dead_letter(letters)
+        if failed_from is not None:
+            await self._close_producer()
+            return failed_from
         acked = self._acked
         for r in results:
             acked_topic, partition = getattr(r, "topic", None), getattr(r, "partition", None)
@@ -450,6 +483,26 @@ class KafkaEventSink:
                 if offset > acked.get(tp, -1):
                     acked[tp] = offset
         return None
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        """To the local file (always), then a copy to router.dlq (best effort: the file has it all)."""
+        for letter in letters:
+            self.dead.write(letter)
+            log.error("dead letter: a %d-byte event for %s was refused (%s); kept in %s",
+                      len(letter.value), letter.topic, letter.reason, self.dead.path)
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                futures = []
+                for letter in letters:
+                    value, headers = carried(letter)
+                    futures.append(await producer.send(self.topics.dlq, value, key=letter.key, headers=headers))
+                await asyncio.gather(*futures)
+        except Exception as exc:
+            log.warning("router.dlq did not take %d dead letters (%s); they are in %s", len(letters), exc,
+                        self.dead.path)
 
     async def _connect(self) -> bool:
         """Topics (re-created if the broker lost them) and a fresh producer; False while unreachable."""
@@ -516,3 +569,12 @@ class KafkaEventSink:
             await asyncio.wait_for(producer.stop(), 2.0)
         except Exception:  # a producer of a dead broker may not stop cleanly; drop it
             log.debug("producer did not stop cleanly", exc_info=True)
+
+
+def _outcome(f: asyncio.Future[Any] | BaseException, timeout: BaseException) -> Any:
+    """What a send came to when the batch timed out: its result, its error, or the timeout."""
+    if isinstance(f, BaseException):
+        return f
+    if f.done() and not f.cancelled():
+        return f.exception() or f.result()
+    return timeout

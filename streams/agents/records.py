@@ -76,6 +76,45 @@ def conform(codec: EventCodec, record_name: str, value: Mapping[str, Any]) -> di
     return out
 
 
+FIELD_LIMIT = 4096  # characters of one string in an event (tool names, ids, error texts)
+
+
+def _too_long(value: Any, limit: int) -> bool:
+    if type(value) is str:
+        return len(value) > limit
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (type(k) is str and len(k) > limit) or (type(v) is not float and _too_long(v, limit)):
+                return True
+        return False
+    if isinstance(value, list):
+        return any(_too_long(v, limit) for v in value)
+    return False
+
+
+def _cut(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}...[truncated {len(value) - limit} chars]"
+    if isinstance(value, dict):
+        return {_cut(k, limit): _cut(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v, limit) for v in value]
+    return value
+
+
+def bounded(value: dict[str, Any], limit: int = FIELD_LIMIT, *, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``value`` with every string (map keys included, at any depth) cut to ``limit`` characters and a
+    marker saying how much was cut: one oversized field must not make an event the broker refuses.
+    Fields in ``keep`` are left alone (the features JSON: its parts were bounded before dumping)."""
+    for k, v in value.items():
+        if (len(v) > limit if type(v) is str else isinstance(v, dict | list) and _too_long(v, limit)) \
+                and k not in keep:
+            break
+    else:
+        return value  # the common case: nothing to copy
+    return {k: v if k in keep else _cut(v, limit) for k, v in value.items()}
+
+
 def _float_map(value: Any) -> dict[str, float] | None:
     if not isinstance(value, Mapping):
         return None
@@ -107,7 +146,7 @@ def decision_event(decision: Decision, **context: Any) -> dict[str, Any]:
     decision's features under ``context``/``vector``, else it is rebuilt from the features the router
     extracted (``Features.vector()``, as the bandit pattern computed it); the features go out as JSON.
     """
-    features = dict(decision.features or {})
+    features = bounded(dict(decision.features or {}))
     vector = _float_map(context.get("context"))
     for key in ("context", "vector"):
         found = features.pop(key, None)

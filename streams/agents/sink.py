@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from streams.agents.dlq import DeadLetter
+from streams.agents.dlq import REASON, SOURCE_TOPIC, STAGE, DeadLetter, read_headers
 from streams.agents.records import dead_letter_row
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
@@ -133,7 +133,8 @@ class SinkAgent:
             **timeouts,
         )
         self.consumer.subscribe(
-            [self.topics.traces, self.topics.decisions, self.topics.outcomes], listener=_Rebalance(self)
+            [self.topics.traces, self.topics.decisions, self.topics.outcomes, self.topics.dlq],
+            listener=_Rebalance(self),
         )
         await self.consumer.start()
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=2)
@@ -211,6 +212,9 @@ class SinkAgent:
 
     def _handle(self, tp: TopicPartition, record: Any) -> None:
         self._handled[tp] = record.offset + 1
+        if tp.topic == self.topics.dlq:
+            self._store_letter(tp, record)
+            return
         value = record.value
         try:
             name, event = self.codec.decode(value)
@@ -221,6 +225,18 @@ class SinkAgent:
             self._dead_letter(tp, record, f"{name} events have no table (wrong topic?)", "decode")
             return
         self.writer.add(name, event, conformant=True)
+
+    def _store_letter(self, tp: TopicPartition, record: Any) -> None:
+        """A dead letter someone else published (the gateway's producer, the router agent) into
+        ``dead_letters``; the ones this sink made itself were stored when it made them."""
+        headers = read_headers(record.headers)
+        source, stage = headers.get(SOURCE_TOPIC, ""), headers.get(STAGE, "")
+        if stage in ("decode", "store") and source in (self.topics.traces, self.topics.decisions, self.topics.outcomes):
+            return
+        value = record.value if isinstance(record.value, bytes) else b""
+        row = dead_letter_row(tp.topic, tp.partition, record.offset, headers.get(REASON, "unknown"), value)
+        row["topic"] = source or tp.topic
+        self.writer.add("DeadLetter", row)
 
     def _dead_letter(self, tp: TopicPartition, record: Any, reason: str, stage: str) -> None:
         value = record.value if isinstance(record.value, bytes) else b""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _stack import Observed, drive, observe, publish, render_table, running_stack
+from _stack import Observed, Outcome, drive, judge_body, observe, publish, render_table, running_stack
 
 from streams.config import Settings
 from streams.infra.broker import EmbeddedBroker
@@ -188,6 +188,37 @@ async def test_clickhouse_unavailable(base_settings: Settings, chaos_broker: Emb
         obs = await observe(st, "ClickHouse down", "connection refused for 4 s", outcomes, t0,
                             notes=f"sink refused {st.sink_client.refused} times, {sink.storage_retries} retries")
         assert st.sink_client.refused > 0 and sink.storage_retries > 0, "the outage was never felt"
+    _finish(chaos_results, obs)
+
+
+async def test_huge_tool_name_then_ordinary_traffic(base_settings: Settings, chaos_broker: EmbeddedBroker,
+                                                   chdb_url: str, tmp_path: Path,
+                                                   chaos_results: list[Observed]) -> None:
+    """One request whose history holds a 1.5 MB tool name (it lands in the decision's features), then
+    ordinary traffic: the big event is stored with the name cut and a marker, nothing blocks behind it."""
+    t0 = time.monotonic()
+    name = "run_" + "x" * 1_500_000
+    body = {"model": "router/auto", "messages": [
+        {"role": "user", "content": "fix the failing test"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "1 failed"},
+    ]}
+    async with running_stack(base_settings, chaos_broker.bootstrap_servers, chdb_url, tmp_path) as st, \
+            _client() as http:
+        resp = await http.post(st.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer chaos"})
+        kind, detail = judge_body("openai_chat", resp.status_code, resp.content)
+        big = Outcome(-1, "openai_chat", False, kind, resp.status_code, resp.headers.get("x-request-id"), detail)
+        outcomes = [big, *await drive(http, st.url, 120, rate=RATE)]
+        emitter = st.services.emitter
+        assert emitter is not None
+        obs = await observe(st, "1.5 MB tool name", "a 1.5 MB tool name, then 120 ordinary requests", outcomes, t0,
+                            notes=f"emitter dead letters: {emitter.stats().get('dead_letters', 0)}")
+        rows = (await asyncio.to_thread(st.clickhouse.query, (
+            "SELECT length(features), position(features, '[truncated ') > 0 FROM decisions FINAL "
+            "WHERE request_id = {r:String}"), parameters={"r": big.request_id})).result_rows
+        if [(size < 64_000, bool(marked)) for size, marked in rows] != [(True, True)]:
+            obs.problems.append(f"the big decision is not stored once, cut and marked: {rows}")
     _finish(chaos_results, obs)
 
 

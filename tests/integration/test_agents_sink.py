@@ -263,3 +263,40 @@ async def test_events_a_killed_process_accepted_are_stored_once_by_the_next_one(
     finally:
         await emitter.stop()
         await sink.stop()
+
+
+async def test_an_event_the_broker_refuses_goes_to_the_dead_letters_and_blocks_nothing(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path
+) -> None:
+    sink = make_sink(settings, broker, clickhouse, topics, f"sink-{uuid.uuid4().hex[:6]}")
+    emitter = make_emitter(settings, broker, topics, tmp_path)
+    await sink.start()
+    await emitter.start()
+    try:
+        emitter.emit_trace(trace("s-big", 0, error="E" * 1_500_000))  # cut to size, stored
+        # A 2 MB snapshot is never cut (it would not load), so the producer refuses it for good.
+        emitter.emit(topics.policy, "PolicySnapshot", {"event_id": new_id(), "ts_ms": now_ms(), "policy": "p",
+                                                       "version": 1, "updates": 1, "state": b"\x01" * 2_000_000})
+        for i in range(1, 6):
+            emitter.emit_trace(trace("s-big", i))
+        assert await emitter.idle(20)
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", 6) == 6
+        [(length, marked)] = clickhouse.query(
+            "SELECT length(error), endsWith(error, '[truncated 1495904 chars]') FROM traces FINAL "
+            "WHERE request_id = 's-big-r0'").result_rows
+        assert marked and length < 5000
+        # The refused one: in the local file whole, on router.dlq cut, in the dead_letters table.
+        lines = (tmp_path / "dead_letters" / "events.jsonl").read_text().splitlines()
+        assert len(lines) == 1 and '"topic":"' + topics.policy + '"' in lines[0]
+        assert "MessageSizeTooLargeError" in lines[0] and '"size":2000' in lines[0]
+        [letter] = await dlq_records(broker, topics.dlq, 1)
+        headers = read_headers(letter.headers)
+        assert headers["weave-dlq-stage"] == "produce" and headers["weave-dlq-topic"] == topics.policy
+        assert headers["weave-dlq-truncated"].startswith("2000") and len(letter.value) == 64 * 1024
+        assert await wait_for_count(clickhouse, "SELECT count() FROM dead_letters FINAL", 1) == 1
+        assert clickhouse.query("SELECT topic, reason LIKE '%MessageSizeTooLarge%' FROM dead_letters FINAL"
+                                ).result_rows == [(topics.policy, 1)]
+        assert emitter.connected and emitter.stats()["dead_letters"] == 1
+    finally:
+        await emitter.stop()
+        await sink.stop()
