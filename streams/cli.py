@@ -84,7 +84,7 @@ def worker(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None)
 
 @app.command()
 def migrate(config: ConfigOpt = None) -> None:
-    """Apply pending ClickHouse migrations (deploy/clickhouse/NNNN_*.sql)."""
+    """Apply pending ClickHouse migrations (streams/storage/sql/NNNN_*.sql, shipped in the package)."""
     from streams.storage.clickhouse import connect, redact_url
     from streams.storage.migrations import migrate as apply
 

@@ -79,7 +79,7 @@ def build_outcome(
     resolve_session: Callable[[str], str | None] | None = None,
     source: str = "feedback",
 ) -> dict[str, Any]:
-    """Validate a feedback payload into an Outcome event (``schemas/outcome.avsc``).
+    """Validate a feedback payload into an Outcome event (``streams/events/schemas/outcome.avsc``).
 
     ``resolve_session`` maps a request id to its session (the gateway knows its recent requests); when
     only ``request_id`` is given and it cannot be resolved, the request id stands in as the session.

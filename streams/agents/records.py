@@ -1,4 +1,4 @@
-"""Event dicts in the shape of ``schemas/*.avsc``: built from Decisions, trace dicts and outcomes.
+"""Event dicts in the shape of ``streams/events/schemas/*.avsc``: built from Decisions, trace dicts and outcomes.
 
 Producers hand us dicts that are close to a schema but not exact (a ``None`` where the schema wants a
 string, extra keys like ``key_id``); ``conform`` turns them into exactly the schema's fields so the

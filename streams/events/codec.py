@@ -2,21 +2,23 @@
 
 Wire format (Avro spec, "single object encoding"): ``C3 01`` + the writer schema's 8-byte
 CRC-64-AVRO fingerprint (little endian) + the Avro binary body. A reader resolves the writer schema by
-fingerprint among every schema version it knows (``schemas/*.avsc`` and ``schemas/history/``) and
-reads into the current schema, so events written with an older version stay readable.
+fingerprint among every schema version it knows (``streams/events/schemas/*.avsc`` and its
+``history/``) and reads into the current schema, so events written with an older version stay readable.
+The schemas are package data, found through ``importlib.resources`` in a checkout and in a wheel alike.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any, cast
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from streams.infra.package_data import files_ending, package_folder
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -26,11 +28,8 @@ class DecodeError(ValueError):
     """Bytes that are not a known event: the reason goes to router.dlq."""
 
 
-def schemas_dir() -> Path:
-    env = os.environ.get("WEAVE_SCHEMAS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "schemas"
+def schemas_dir() -> Traversable:
+    return package_folder("streams.events", "schemas")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +45,7 @@ def _fingerprint(parsed: dict[str, Any]) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
-def _load(path: Path) -> SchemaVersion:
+def _load(path: Traversable) -> SchemaVersion:
     raw = json.loads(path.read_text())
     # The fingerprint comes from a clean parse; the stored copy keeps fastavro's parse hint, without
     # which every schemaless_reader/writer call re-parses the schema (~55 µs per event instead of ~20).
@@ -59,15 +58,15 @@ def _load(path: Path) -> SchemaVersion:
 class EventCodec:
     """Encodes dicts as single-object Avro and decodes any known schema version into the current one."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Traversable | None = None) -> None:
         directory = directory or schemas_dir()
         self.current: dict[str, SchemaVersion] = {}
         self.by_fingerprint: dict[bytes, SchemaVersion] = {}
-        for path in sorted(directory.glob("*.avsc")):
+        for path in files_ending(directory, ".avsc"):
             v = _load(path)
             self.current[v.name] = v
             self.by_fingerprint[v.fingerprint] = v
-        for path in sorted((directory / "history").glob("*.avsc")):
+        for path in files_ending(directory / "history", ".avsc"):
             v = _load(path)
             self.by_fingerprint.setdefault(v.fingerprint, v)
         if not self.current:

@@ -1,25 +1,25 @@
-"""Numbered, append-only ClickHouse migrations from ``deploy/clickhouse/NNNN_name.sql``.
+"""Numbered, append-only ClickHouse migrations from ``streams/storage/sql/NNNN_name.sql``.
 
 Each file is applied once, in order, and recorded in ``schema_migrations``; re-running is a no-op.
+The files are package data, found through ``importlib.resources`` in a checkout and in a wheel alike;
+finding none is an error, never "up to date".
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 from clickhouse_connect.driver.client import Client
+
+from streams.infra.package_data import files_ending, package_folder
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
-def migrations_dir() -> Path:
-    env = os.environ.get("WEAVE_MIGRATIONS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
+def migrations_dir() -> Traversable:
+    return package_folder("streams.storage", "sql")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +34,13 @@ def _split(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def load_migrations(directory: Path | None = None) -> list[Migration]:
+def load_migrations(directory: Traversable | None = None) -> list[Migration]:
     directory = directory or migrations_dir()
+    files = files_ending(directory, ".sql")
+    if not files:
+        raise FileNotFoundError(f"no ClickHouse migrations (NNNN_name.sql) in {directory}")
     found = []
-    for path in sorted(directory.glob("*.sql")):
+    for path in files:
         m = _NAME.match(path.name)
         if not m:
             raise ValueError(f"migration file name must be NNNN_name.sql: {path.name}")
@@ -57,7 +60,7 @@ def applied_versions(client: Client) -> set[int]:
     return {int(r[0]) for r in client.query("SELECT version FROM schema_migrations FINAL").result_rows}
 
 
-def migrate(client: Client, directory: Path | None = None) -> list[str]:
+def migrate(client: Client, directory: Traversable | None = None) -> list[str]:
     """Apply pending migrations; return the names applied (empty when up to date)."""
     done = applied_versions(client)
     applied = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from streams.analytics import queries, sample
+from streams.infra.package_data import files_ending
 from streams.storage.clickhouse import connect
 from streams.storage.migrations import load_migrations, migrate, migrations_dir
 
@@ -54,6 +54,12 @@ def test_new_migrations_are_numbered_after_the_foundation() -> None:
     names = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
     assert names[:4] == ["0001_traces", "0002_decisions", "0003_outcomes", "0004_dead_letters"]
     assert "0005_traces_daily" in names and "0006_traces_hourly" in names
+
+
+def test_migrate_refuses_a_folder_without_migrations(database: Any, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no ClickHouse migrations"):
+        migrate(database, tmp_path)
+    assert database.query("EXISTS TABLE traces").result_rows == [(0,)]
 
 
 def test_rollups_agree_with_final_reads_then_overcount_redeliveries(database: Any) -> None:
@@ -112,8 +118,8 @@ def test_rollup_migrations_backfill_existing_traces(database: Any, tmp_path: Pat
     client = database
     foundation = tmp_path / "foundation"
     foundation.mkdir()
-    for path in sorted(migrations_dir().glob("000[1-4]_*.sql")):
-        shutil.copy(path, foundation / path.name)
+    for path in files_ending(migrations_dir(), ".sql")[:4]:  # 0001..0004, before the rollups
+        (foundation / path.name).write_text(path.read_text())
     migrate(client, foundation)
     data = sample.sample_data(NOW, sessions=12, seed=3, span=SPAN)
     sample.insert(client, data)

@@ -4,6 +4,7 @@ import pytest
 from fastavro.schema import parse_schema
 
 from streams.events.codec import MAGIC, DecodeError, EventCodec, _fingerprint, schemas_dir
+from streams.infra.package_data import files_ending
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def trace() -> dict:
 
 def test_every_event_has_a_documented_schema(codec: EventCodec) -> None:
     assert set(codec.current) == {"RouteRequest", "RouteResponse", "Decision", "Outcome", "Trace", "PolicySnapshot"}
-    for path in schemas_dir().glob("*.avsc"):
+    for path in files_ending(schemas_dir(), ".avsc"):
         schema = json.loads(path.read_text())
         assert schema.get("doc"), path.name
         assert all(f.get("doc") for f in schema["fields"]), f"undocumented field in {path.name}"

@@ -76,6 +76,9 @@ def test_k8s_manifests_parse_and_reference_secrets() -> None:
             assert "value" not in env[key]
 
 
-def test_dockerfile_ships_schemas_and_migrations() -> None:
+def test_dockerfile_installs_the_built_wheel() -> None:
     text = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert "COPY schemas" in text and "COPY deploy/clickhouse" in text
+    assert "pip wheel" in text and "/dist/*.whl" in text
+    assert "install -e" not in text and "install --no-cache-dir -e" not in text
+    # Schemas and migrations travel inside the package, so the image needs no copies of its own.
+    assert "COPY schemas" not in text and "deploy/clickhouse" not in text
