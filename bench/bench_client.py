@@ -1,4 +1,4 @@
-"""CPU per request of the upstream client alone: the http1 pool against the previous aiohttp client.
+"""CPU per request of the upstream client alone (the http1 pool), without uvicorn or the gateway around it.
 
     .venv/bin/python bench/bench_client.py [--requests 5000] [--concurrency 32]
 
@@ -52,8 +52,6 @@ async def _drive(client: Any, url: str, n: int, concurrency: int, stream: bool) 
 
 
 async def run(n: int, concurrency: int) -> dict[str, Any]:
-    from legacy_aiohttp_client import UpstreamClient as AiohttpClient
-
     from streams.providers.client import UpstreamClient
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -67,10 +65,8 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
     try:
         await bg._wait_ready(url)
         for stream in (False, True):
-            for name, cls in (("http1", UpstreamClient), ("aiohttp", AiohttpClient)):
-                async with cls() as client:
-                    out[f"{name}_{'stream' if stream else 'plain'}"] = await _drive(client, url, n, concurrency,
-                                                                                     stream)
+            async with UpstreamClient() as client:
+                out[f"http1_{'stream' if stream else 'plain'}"] = await _drive(client, url, n, concurrency, stream)
     finally:
         sim.terminate()
         sim.wait(10)

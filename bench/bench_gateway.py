@@ -73,13 +73,9 @@ def _run_gateway(port: int, sim_url: str, client: str = "http1") -> None:
     # streams/ingress/app.py, measured here before it is made).
     client, lean = client.removesuffix("+lean"), client.endswith("+lean")
     opts: dict[str, Any] = {"proxy_headers": False, "server_header": False, "date_header": False} if lean else {}
-    if client == "aiohttp":
-        sys.path.insert(0, str(ROOT / "bench"))
-        from legacy_aiohttp_client import UpstreamClient as LegacyClient
-
-        upstream: Any = LegacyClient(sim_url)
-    else:
-        upstream = UpstreamClient(sim_url)
+    if client != "http1":
+        raise SystemExit(f"unknown gateway variant {client!r}: http1 or http1+lean")
+    upstream = UpstreamClient(sim_url)
     gateway = Gateway(settings, Router(settings), upstream)
     uvloop.run(serve(create_app(gateway), "127.0.0.1", port, **opts))
 
@@ -293,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each cell")
     parser.add_argument("--modes", default="plain,stream", help="plain, stream or both")
     parser.add_argument("--clients", default="http1",
-                        help="gateway variants to compare: http1 (current), aiohttp (previous client); "
+                        help="gateway variants to compare: http1; "
                              "a +lean suffix also turns off uvicorn's proxy headers, Server and Date headers")
     parser.add_argument("--out", help="write the rows as JSON to this file")
     parser.add_argument("--role", choices=["sim", "gateway"], help=argparse.SUPPRESS)

