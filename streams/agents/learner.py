@@ -31,6 +31,7 @@ from typing import Any
 
 from streams.agents.app import WeaveAvroCodec
 from streams.agents.policy import POLICY_NAME, base_bandit, snapshot_event
+from streams.agents.policy_store import save_partial
 from streams.config import Settings
 from streams.routing.bandit import ContextualBandit
 
@@ -289,6 +290,10 @@ class Learner:
             return True
         return self.clock() - self._last_publish >= self.publish_every_s
 
+    def republish(self) -> None:
+        """Publish the current partial at the next cadence even if nothing changed (restored state)."""
+        self._published_version = -1
+
     def snapshot(self, policy: str = POLICY_NAME) -> dict[str, Any]:
         """The PolicySnapshot event to publish now (marks it published)."""
         event = snapshot_event(self.bandit, learner_id=self.learner_id, updates=self.updates, policy=policy)
@@ -306,6 +311,7 @@ async def queue_snapshot(learner: Learner, publisher: Any, *, policy: str = POLI
     """Queue the learner's partial snapshot for the policy topic; returns its delivery future."""
     topics = publisher.topics
     event = learner.snapshot(policy)
+    save_partial(learner.settings.data_dir, topics.policy, event, publisher.codec)
     delivered = await publisher.send(topics.policy, f"{policy}/{learner.learner_id}", "PolicySnapshot", event)
     log.info("learner %s publishes %s version %s (%d updates)", learner.learner_id, policy,
              event["version"], event["updates"])

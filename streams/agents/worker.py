@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.agents.app import DEFAULT_APP_ID, BatchApp, BatchHandler, make_faust_app
 from streams.agents.learner import Learner, attach_learner, learner_tick, queue_learn_batch
 from streams.agents.policy import POLICY_NAME, PolicyFollower, PolicyView, base_bandit
+from streams.agents.policy_store import load_partial
 from streams.agents.router import Publisher, RouteHandler, attach_router, queue_route_batch
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
@@ -47,8 +48,9 @@ ENGINES = frozenset({"batch", "faust"})
 
 
 async def read_partial(bootstrap_servers: str, topics: Topics, learner_id: str, *, policy: str = POLICY_NAME,
-                       codec: EventCodec | None = None, timeout_s: float = 10.0) -> tuple[bytes, int] | None:
-    """This learner's newest published partial (state, updates), to resume learning after a restart."""
+                       codec: EventCodec | None = None, timeout_s: float = 10.0) -> tuple[bytes, int, int] | None:
+    """This learner's newest published partial (state, updates, version), to resume learning after a
+    restart."""
     codec = codec or EventCodec()
     tp = TopicPartition(topics.policy, 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
@@ -76,7 +78,7 @@ async def read_partial(bootstrap_servers: str, topics: Topics, learner_id: str, 
                 break
     finally:
         await consumer.stop()
-    return (bytes(found["state"]), int(found.get("updates") or 0)) if found else None
+    return (bytes(found["state"]), int(found.get("updates") or 0), int(found["version"])) if found else None
 
 
 class Worker:
@@ -154,12 +156,20 @@ class Worker:
             bandit: ContextualBandit | None = None
             updates = 0
             previous = await read_partial(self.bootstrap_servers, self.topics, self.worker_id, codec=self.codec)
+            local = load_partial(self.settings.data_dir, self.topics.policy, POLICY_NAME, self.worker_id, self.codec)
+            from_disk = local is not None and (previous is None or int(local["version"]) > previous[2])
+            if from_disk:
+                assert local is not None
+                previous = (bytes(local["state"]), int(local.get("updates") or 0), int(local["version"]))
+                log.info("learner %s resumes from its local snapshot (version %s)", self.worker_id, local["version"])
             if previous is not None:
                 bandit, updates = ContextualBandit.restore(previous[0]), previous[1]
             on_outcome = self._on_outcome if "router" in self.roles else None
             self.learner = Learner(self.settings, self.worker_id, bandit=bandit, publish_every_s=self.publish_every_s,
                                    publish_after=self.publish_after, on_outcome=on_outcome)
             self.learner.updates = updates
+            if from_disk:
+                self.learner.republish()  # the broker does not have it: followers get it from us
         app = self._faust_app(publisher) if self.engine == "faust" else self._batch_app(publisher)
         self.app = app
         await app.start()

@@ -90,6 +90,13 @@ def build_gateway_app(
     return app
 
 
+
+def worker_id(settings: Settings) -> str:
+    """This process's worker (and learner) id. On the embedded broker one process owns the data dir, so
+    the id is the same on every start and the learner finds its own saved policy again; against a real
+    broker several workers may share a host, so the process id tells them apart."""
+    return f"{socket.gethostname()}-{'up' if settings.embedded_kafka else os.getpid()}"
+
 async def run_service(
     settings: Settings,
     *,
@@ -110,7 +117,7 @@ async def run_service(
         streams = await start_streams(
             settings, stack.bootstrap_servers, embedded=settings.embedded_kafka,
             clickhouse=stack.clickhouse if workers else None, gateway_router=router, sim_url=stack.sim_url,
-            worker_id=f"{socket.gethostname()}-{os.getpid()}", roles=("router", "learner") if workers else (),
+            worker_id=worker_id(settings), roles=("router", "learner") if workers else (),
             with_emitter=gateway,
         )
         parts = [name for name, on in (("router and learner agents", workers), ("ClickHouse sink", workers),

@@ -4,6 +4,7 @@ the same data dir. Every answer the callers got is stored in ClickHouse exactly 
 from __future__ import annotations
 
 import asyncio
+import stat
 import time
 from pathlib import Path
 
@@ -88,3 +89,49 @@ async def test_up_killed_under_load_loses_no_answered_request(tmp_path: Path,
     chaos_results.append(obs)
     assert not problems, problems
     assert replayed, "the restart found nothing to replay: the kill tested nothing"
+
+
+async def _policy_version(http: httpx.AsyncClient, url: str, at_least: int, timeout_s: float = 90.0) -> int:
+    """The policy version the gateway decides with (``POST /v1/route``), polled (bounded) until ``at_least``."""
+    deadline = time.monotonic() + timeout_s
+    version = -1
+    while time.monotonic() < deadline:
+        r = await http.post(url + "/v1/route", json={"model": "router/auto",
+                                                     "messages": [{"role": "user", "content": "which model?"}]})
+        version = int(r.json()["policy_version"])
+        if version >= at_least:
+            break
+        await asyncio.sleep(0.5)
+    return version
+
+
+async def test_a_restart_keeps_the_learned_policy(tmp_path: Path) -> None:
+    """The embedded broker forgets router.policy on a restart; the learner's local snapshot does not."""
+    config = write_config(tmp_path / "weave-router.yaml")
+    data = tmp_path / "data"
+    first = UpProcess(data, config, tmp_path / "first.log")
+    try:
+        url = await asyncio.to_thread(first.start)
+        async with httpx.AsyncClient(timeout=20) as http:
+            for s in range(6):
+                sid = ""
+                for turn in range(2):
+                    r = await http.post(url + "/v1/chat/completions", headers={"x-session-id": f"learn-{s}"}, json={
+                        "model": "router/auto", "messages": [{"role": "user", "content": f"fix test {s}.{turn}"}]})
+                    assert r.status_code == 200, r.text
+                    sid = r.headers["x-router-session"]
+                r = await http.post(url + "/v1/feedback", json={"session_id": sid, "success": s % 2 == 0,
+                                                                "tests_passed": 3, "tests_failed": s % 2})
+                assert r.status_code in (200, 202), r.text
+            learned = await _policy_version(http, url, at_least=1)
+        assert learned >= 1, "nothing was learned: the restart would test nothing"
+    finally:
+        await asyncio.to_thread(first.stop)
+    second = UpProcess(data, config, tmp_path / "second.log")
+    try:
+        url2 = await asyncio.to_thread(second.start)
+        async with httpx.AsyncClient(timeout=20) as http:
+            assert await _policy_version(http, url2, at_least=learned) >= learned
+    finally:
+        await asyncio.to_thread(second.stop)
+    assert stat.S_IMODE(next((data / "policy").glob("*.snapshot")).stat().st_mode) == 0o600
