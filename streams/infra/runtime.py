@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -16,6 +19,7 @@ from streams.infra.health import create_health_app
 from streams.infra.observed import RecentRequests
 from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
+from streams.reliability.limits import keep_spend
 from streams.reliability.redact import install
 
 
@@ -91,6 +95,11 @@ def build_gateway_app(
 
 
 
+def spend_path(settings: Settings) -> Path:
+    """Where the gateway keeps budget spend, so a restart does not reset a daily budget."""
+    return Path(settings.data_dir) / "budget-spend.json"
+
+
 def worker_id(settings: Settings) -> str:
     """This process's worker (and learner) id. On the embedded broker one process owns the data dir, so
     the id is the same on every start and the learner finds its own saved policy again; against a real
@@ -110,6 +119,7 @@ async def run_service(
     stack = Stack(settings, with_gateway=gateway, with_workers=workers)
     server: HttpServer | None = None
     streams: StreamServices | None = None
+    spend_keeper: asyncio.Task[None] | None = None
     try:
         await stack.start()
         router = make_router(settings) if gateway else None
@@ -148,6 +158,10 @@ async def run_service(
             redactor = app.state.gateway.reliability.redactor
             install(redactor)
             install(redactor, logging.getLogger("uvicorn"))
+        if gateway:
+            limits = app.state.gateway.reliability.limits
+            limits.load(spend_path(settings))
+            spend_keeper = asyncio.create_task(keep_spend(limits, spend_path(settings)), name="weave-spend")
         await server.start()
         stack.state.set("http", True, server.url)
         for comp in stack.state.components.values():
@@ -158,6 +172,12 @@ async def run_service(
     finally:
         if server is not None:
             await server.stop()
+        if spend_keeper is not None:
+            spend_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await spend_keeper
+            with contextlib.suppress(OSError):
+                app.state.gateway.reliability.limits.save(spend_path(settings))
         if streams is not None:
             await streams.stop()
         await stack.stop()

@@ -15,8 +15,10 @@ status (429 rate limit / 402 budget), an error type, a message naming the limit,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -30,6 +32,7 @@ from typing import Any
 from streams.reliability.settings import LimitSettings
 
 Clock = Callable[[], float]
+log = logging.getLogger("weave.limits")
 
 
 class TokenBucket:
@@ -140,6 +143,7 @@ class Limits:
         self.clock = clock
         self.wall = wall
         self._keys: dict[str, _KeyState] = {}
+        self.charges = 0  # spend changes so far: a saver writes the file only when this moved
 
     def _state(self, key_id: str, cfg: LimitSettings) -> _KeyState:
         st = self._keys.get(key_id)
@@ -226,6 +230,7 @@ class Limits:
         if cost_usd > 0 and math.isfinite(cost_usd):
             st.day_usd += cost_usd
             st.month_usd += cost_usd
+            self.charges += 1
 
     def spend(self, key_id: str) -> dict[str, float]:
         st = self._keys.get(key_id)
@@ -255,6 +260,20 @@ class Limits:
             st = self._keys.setdefault(k, _KeyState())
             st.day, st.day_usd = str(v.get("day", "")), float(v.get("day_usd", 0.0))
             st.month, st.month_usd = str(v.get("month", "")), float(v.get("month_usd", 0.0))
+
+
+async def keep_spend(limits: Limits, path: str | os.PathLike[str], every_s: float = 1.0) -> None:
+    """Save ``limits``' spend to ``path`` whenever it changed, every ``every_s`` (cancel to stop; the
+    caller saves once more at shutdown). A killed process loses at most the last interval."""
+    saved = limits.charges
+    while True:
+        await asyncio.sleep(every_s)
+        if limits.charges != saved:
+            saved = limits.charges
+            try:
+                await asyncio.to_thread(limits.save, path)
+            except OSError as exc:
+                log.warning("cannot save budget spend to %s: %s", path, exc)
 
 
 def atomic_write_json(path: Path, data: Any, mode: int = 0o600) -> None:

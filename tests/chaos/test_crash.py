@@ -4,6 +4,7 @@ the same data dir. Every answer the callers got is stored in ClickHouse exactly 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import stat
 import time
 from pathlib import Path
@@ -105,9 +106,17 @@ async def _policy_version(http: httpx.AsyncClient, url: str, at_least: int, time
     return version
 
 
-async def test_a_restart_keeps_the_learned_policy(tmp_path: Path) -> None:
-    """The embedded broker forgets router.policy on a restart; the learner's local snapshot does not."""
-    config = write_config(tmp_path / "weave-router.yaml")
+BUDGET_KEY = "sk-weave-budget-test"
+CHAT = {"model": "router/auto", "messages": [{"role": "user", "content": "fix the failing test"}]}
+
+
+async def test_a_restart_keeps_the_learned_policy_and_the_budget_spend(tmp_path: Path) -> None:
+    """The embedded broker forgets router.policy on a restart, and spend lived in memory: the learner's
+    local snapshot and the gateway's spend file keep both. A key with a (tiny) daily budget gets one
+    answer, then 402, and still 402 after the restart."""
+    config = write_config(tmp_path / "weave-router.yaml", virtual_keys=[{
+        "name": "budgeted", "key_sha256": hashlib.sha256(BUDGET_KEY.encode()).hexdigest(), "usd_per_day": 1e-9}])
+    budgeted = {"authorization": f"Bearer {BUDGET_KEY}"}
     data = tmp_path / "data"
     first = UpProcess(data, config, tmp_path / "first.log")
     try:
@@ -124,6 +133,8 @@ async def test_a_restart_keeps_the_learned_policy(tmp_path: Path) -> None:
                                                                 "tests_passed": 3, "tests_failed": s % 2})
                 assert r.status_code in (200, 202), r.text
             learned = await _policy_version(http, url, at_least=1)
+            assert (await http.post(url + "/v1/chat/completions", headers=budgeted, json=CHAT)).status_code == 200
+            assert (await http.post(url + "/v1/chat/completions", headers=budgeted, json=CHAT)).status_code == 402
         assert learned >= 1, "nothing was learned: the restart would test nothing"
     finally:
         await asyncio.to_thread(first.stop)
@@ -132,6 +143,10 @@ async def test_a_restart_keeps_the_learned_policy(tmp_path: Path) -> None:
         url2 = await asyncio.to_thread(second.start)
         async with httpx.AsyncClient(timeout=20) as http:
             assert await _policy_version(http, url2, at_least=learned) >= learned
+            refused = await http.post(url2 + "/v1/chat/completions", headers=budgeted, json=CHAT)
+            assert refused.status_code == 402, refused.text
+            assert (await http.post(url2 + "/v1/chat/completions", json=CHAT)).status_code == 200
     finally:
         await asyncio.to_thread(second.stop)
     assert stat.S_IMODE(next((data / "policy").glob("*.snapshot")).stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "budget-spend.json").stat().st_mode) == 0o600
