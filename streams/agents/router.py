@@ -43,7 +43,6 @@ from streams.translation.canonical import CanonicalRequest, TranslationError
 
 log = logging.getLogger("weave.router_agent")
 
-SESSION_HEADER = "x-session-id"
 
 
 @dataclass(slots=True)
@@ -54,6 +53,10 @@ class Outputs:
 
     def add(self, topic: str, key: str, name: str, value: dict[str, Any]) -> None:
         self.events.append((topic, key, name, value))
+
+
+# The session also travels as a header so header-reading features see it; decide() gets it explicitly.
+SESSION_HEADER = "x-session-id"
 
 
 def hint_headers(hints: Mapping[str, str], session_id: str) -> dict[str, str]:
@@ -104,7 +107,7 @@ class RouteHandler:
 
         overhead_start = time.perf_counter()
         decision = self.router.decide(canonical, hint_headers(req.get("hints") or {}, session_id),
-                                      requested_model=canonical.model or "router/auto")
+                                      requested_model=canonical.model or "router/auto", session_id=session_id or None)
         if not decision.session_id:
             decision.session_id = session_id
         overhead_ms = (time.perf_counter() - overhead_start) * 1000.0

@@ -36,7 +36,8 @@ class RouterLike(Protocol):
     def is_auto(self, model_name: str) -> bool: ...
 
     def decide(
-        self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str
+        self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
+        session_id: str | None = None,
     ) -> Decision: ...
 
 
@@ -122,7 +123,7 @@ class Gateway:
             auto = False
         if auto:
             try:
-                decision = self.router.decide(req, headers, requested_model=requested)
+                decision = self.router.decide(req, headers, requested_model=requested, session_id=session_id)
             except Exception:
                 # Safety first: a broken policy must not take the service down; use the frontier default.
                 log.exception("router.decide failed; using the frontier default")

@@ -27,7 +27,7 @@ import msgspec
 
 from streams.config import ModelSettings, ProviderSettings
 from streams.ingress.auth import ClientIdentity
-from streams.ingress.context import client_key, client_name, session_id
+from streams.ingress.context import client_key, client_name
 from streams.ingress.errors import decode_json_object, parse_upstream_error, read_request_body, send_error
 from streams.ingress.gateway import Gateway, new_id
 from streams.ingress.http import (
@@ -47,6 +47,7 @@ from streams.providers.upstream import PATHS, auth_headers, forwarded_headers
 from streams.reliability.concurrency import Overloaded
 from streams.reliability.settings import LimitSettings
 from streams.routing.decision import Decision
+from streams.routing.sessions import session_identity
 from streams.translation import fastpath, registry, sse
 from streams.translation.canonical import CanonicalRequest, StreamError, TranslationError, Usage
 
@@ -183,7 +184,7 @@ class DialectIngress:
                 await send_error(send, dialect, admit.status, admit.message,
                                  error_type=admit.error_type_for(dialect), headers=admit.headers())
                 return
-        decision = gw.decide(req, headers, requested, session_id(headers, req, key))
+        decision = gw.decide(req, headers, requested, session_identity(headers, req, key))
         if decision is None:
             await send_error(send, dialect, 404, f"model '{requested}' not found", param="model")
             return

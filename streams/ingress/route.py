@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from streams.ingress.context import client_key, session_id
+from streams.ingress.context import client_key
 from streams.ingress.errors import decode_json_object, read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
@@ -20,6 +20,7 @@ from streams.ingress.http import (
     header_map,
     send_bytes,
 )
+from streams.routing.sessions import session_identity
 from streams.translation import registry
 from streams.translation.canonical import TranslationError
 
@@ -70,7 +71,7 @@ class RouteEndpoint:
             await send_error(send, dialect, exc.status, exc.message, param=exc.param)
             return
         key = client_key(headers)
-        decision = gw.decide(req, headers, req.model, session_id(headers, req, key))
+        decision = gw.decide(req, headers, req.model, session_identity(headers, req, key))
         if decision is None:
             await send_error(send, dialect, 404, f"model '{req.model}' not found", param="model")
             return

@@ -29,7 +29,7 @@ from streams.config import ConfigError, Settings
 from streams.routing.decision import Decision
 from streams.routing.features import FeatureExtractor, Features, header_map
 from streams.routing.router import Router
-from streams.routing.sessions import session_key
+from streams.routing.sessions import session_identity
 from streams.routing.settings import CandidateSettings, RoutingSettings
 from streams.translation.canonical import CanonicalRequest
 
@@ -216,18 +216,20 @@ class ExperimentRouter:
     def is_auto(self, model_name: str) -> bool:
         return self.control.is_auto(model_name)
 
-    def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str) -> Decision:
-        if self.canary_fraction > 0.0 and self.variant(session_key(req, header_map(headers))) == CANARY:
+    def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
+               session_id: str | None = None) -> Decision:
+        session_id = session_id or session_identity(header_map(headers), req)
+        if self.canary_fraction > 0.0 and self.variant(session_id) == CANARY:
             assert self.candidate is not None
             try:
-                d = self.candidate.decide(req, headers, requested_model=requested_model)
+                d = self.candidate.decide(req, headers, requested_model=requested_model, session_id=session_id)
             except Exception:
                 # Safety first: a broken candidate serves nothing; the control takes the request.
                 log.exception("canary %s: candidate decide failed; the control decides", self.name)
             else:
                 d.variant, d.experiment = CANARY, self.name
                 return d
-        d = self.control.decide(req, headers, requested_model=requested_model)
+        d = self.control.decide(req, headers, requested_model=requested_model, session_id=session_id)
         if self.candidate is not None and self.canary_fraction > 0:
             d.experiment = self.name
         if self.shadow and d.policy != "explicit" and self._shadowed(d.session_id):

@@ -29,7 +29,7 @@ from streams.routing.policy import (
     compile_routes,
     select_route,
 )
-from streams.routing.sessions import SessionState, SessionStore, session_key, switch_verdict
+from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict
 from streams.translation.canonical import CanonicalRequest
 
 AUTO_MODEL = "router/auto"
@@ -131,10 +131,12 @@ class Router:
             self.bandit.learn_one(s.last_context, s.last_arm, reward)
         return True
 
-    def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str) -> Decision:
+    def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
+               session_id: str | None = None) -> Decision:
+        """``session_id``: the caller's ``session_identity`` (with its key); computed here when absent."""
         h = header_map(headers)
         f = self.extractor.extract(req, h, requested_model=requested_model)
-        sid = session_key(req, h)
+        sid = session_id or session_identity(h, req)
         session = self.sessions.touch(sid)
 
         if not self.is_auto(requested_model) and requested_model in self._configured:

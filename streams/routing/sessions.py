@@ -19,39 +19,80 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from streams.routing.features import Features
 from streams.routing.policy import Catalog
 from streams.translation.canonical import CanonicalRequest, TextPart
 
-# ``x-router-session`` first: our own header (README, demo, ingress/context.py), most specific.
-SESSION_HEADERS = ("x-router-session", "x-claude-code-session-id", "session-id", "x-session-id")
+# Header names clients put their session id in (lower-case), by client. Order of use: see session_identity.
+ROUTER_SESSION_HEADER = "x-router-session"  # ours: README, demo, every routed response echoes it
+CLAUDE_CODE_SESSION_HEADER = "x-claude-code-session-id"
+CODEX_SESSION_HEADER = "session-id"
+OPENCODE_SESSION_HEADER = "x-opencode-session"
+THREAD_HEADERS = ("thread-id", "x-session-id")  # Codex's thread, and a common convention
+_MAX_ID = 200
 
 
-def session_key(req: CanonicalRequest, headers: Mapping[str, str]) -> str:
-    """The client's own session id if it sends one, else a hash of the system prompt + first user text.
+class _UserId(msgspec.Struct):
+    session_id: str | None = None
 
-    ``headers`` must have lower-case names (see ``features.header_map``).
-    """
-    for name in SESSION_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value.strip()[:200]
-    pck = req.extra.get("prompt_cache_key") if req.extra else None
-    if isinstance(pck, str) and pck:
-        return pck[:200]
+
+def _claude_code_user_id(req: CanonicalRequest) -> str | None:
+    """The session inside Claude Code's ``metadata.user_id`` JSON (the Anthropic parser keeps it in ``user``)."""
+    raw = req.user or (req.metadata.get("user_id") if req.metadata else None)
+    if not raw or not raw.startswith("{"):
+        return None
+    try:
+        return msgspec.json.decode(raw, type=_UserId).session_id or None
+    except msgspec.DecodeError:
+        return None
+
+
+def _conversation_hash(req: CanonicalRequest, key: str | None) -> str:
+    # Agents resend the whole history, so (key, system prompt, first user message) names one conversation
+    # on every turn; the key keeps two users' identical first prompts apart.
     h = hashlib.blake2b(digest_size=12)
+    h.update((key or "").encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
     for sys_part in req.system:
         h.update(sys_part.text[:4000].encode("utf-8", "surrogatepass"))
     h.update(b"\x00")
     for m in req.messages:
-        if m.role == "system":
-            continue
         if m.role == "user":
             for p in m.parts:
                 if isinstance(p, TextPart):
                     h.update(p.text[:4000].encode("utf-8", "surrogatepass"))
             break
     return "h-" + h.hexdigest()
+
+
+def session_identity(headers: Mapping[str, str], req: CanonicalRequest, key: str | None = None) -> str:
+    """The task-session a request belongs to; the one rule for HTTP and Kafka requests alike.
+
+    In order: our ``x-router-session``; Claude Code's ``X-Claude-Code-Session-Id``, then the session in
+    its ``metadata.user_id`` JSON; Codex's ``session-id`` header, then its ``prompt_cache_key``;
+    opencode's ``x-opencode-session``; ``thread-id`` / ``x-session-id``; else a hash of the conversation
+    and the caller's key. ``headers`` must have lower-case names (``features.header_map``).
+    """
+    for name in (ROUTER_SESSION_HEADER, CLAUDE_CODE_SESSION_HEADER):
+        value = headers.get(name)
+        if value and value.strip():
+            return value.strip()[:_MAX_ID]
+    claude_code = _claude_code_user_id(req)
+    if claude_code:
+        return claude_code[:_MAX_ID]
+    value = headers.get(CODEX_SESSION_HEADER)
+    if value and value.strip():
+        return value.strip()[:_MAX_ID]
+    cache_key = req.extra.get("prompt_cache_key") if req.extra else None
+    if isinstance(cache_key, str) and cache_key.strip():
+        return cache_key.strip()[:_MAX_ID]
+    for name in (OPENCODE_SESSION_HEADER, *THREAD_HEADERS):
+        value = headers.get(name)
+        if value and value.strip():
+            return value.strip()[:_MAX_ID]
+    return _conversation_hash(req, key)
 
 
 @dataclass(slots=True)

@@ -66,7 +66,8 @@ class TestRouter:
     def is_auto(self, model_name: str) -> bool:
         return model_name in self.settings.routing.auto_models
 
-    def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str) -> Decision:
+    def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
+               session_id: str | None = None) -> Decision:
         self.calls += 1
         names = (headers.get("x-test-route") or self.settings.frontier_default() or "").split(",")
         model = self.settings.model(names[0])

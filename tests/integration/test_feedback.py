@@ -53,6 +53,32 @@ async def test_feedback_is_published_and_escalates_the_session(wired: Any) -> No
 
 
 @pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # Claude Code's session only in metadata.user_id; a plain SDK with no session at all (hashed).
+        ({"model": "router/auto", "max_tokens": 64, "messages": [{"role": "user", "content": "fix the bug"}],
+          "metadata": {"user_id": '{"device_id": "d", "session_id": "cc-meta-1"}'}}, {"anthropic-version": "2023-06-01"}),
+        ({"model": "router/auto", "messages": [{"role": "user", "content": "fix the bug"}]}, {}),
+    ],
+    ids=["claude-code-metadata", "hashed"],
+)
+async def test_the_session_the_gateway_reports_is_the_one_feedback_reaches(
+    wired: Any, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    client, _, router = wired
+    dialect = "anthropic_messages" if "max_tokens" in body else "openai_chat"
+    async with client:
+        r = await client.post(f"/v1/route?dialect={dialect}", json=body, headers={"authorization": "Bearer k", **headers})
+        assert r.status_code == 200, r.text
+        sid = r.json()["session_id"]
+        r = await client.post("/v1/feedback", json={"session_id": sid, "success": False})
+    assert r.status_code == 202
+    if "metadata" in body:
+        assert sid == "cc-meta-1"
+    assert router.sessions.get(sid).failures == 1
+
+
+@pytest.mark.parametrize(
     ("payload", "param"),
     [
         ({"success": True}, "session_id"),

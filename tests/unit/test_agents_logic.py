@@ -301,7 +301,8 @@ class FakeRouter:
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict[str, str]]] = []
 
-    def decide(self, req: Any, headers: dict[str, str], *, requested_model: str) -> Decision:
+    def decide(self, req: Any, headers: dict[str, str], *, requested_model: str,
+               session_id: str | None = None) -> Decision:
         self.seen.append((requested_model, headers))
         return Decision(decision_id="d1", session_id="", model="gpt-mini-sim", provider="sim-openai",
                         policy="bandit", policy_version=4, reason="test", confidence=1.0, propensity=0.5,

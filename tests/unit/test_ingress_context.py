@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from streams.ingress.context import client_key, client_name, session_id
+from streams.ingress.context import client_key, client_name
+from streams.routing.sessions import session_identity as session_id
 from streams.translation.canonical import CanonicalRequest, Message, TextPart
 
 

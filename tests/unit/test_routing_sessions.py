@@ -19,7 +19,7 @@ from test_routing_policy import FakeBandit
 from streams.routing.features import FeatureExtractor, Features, header_map
 from streams.routing.policy import Catalog
 from streams.routing.router import Router
-from streams.routing.sessions import SessionState, SessionStore, session_key, switch_verdict
+from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict
 from streams.translation.canonical import Thinking
 
 
@@ -31,16 +31,16 @@ class Clock:
         return self.t
 
 
-def test_session_key_sources() -> None:
+def test_session_identity_sources() -> None:
     req = request([user("fix it")])
-    assert session_key(req, header_map(CC_HEADERS)) == "cc-session-1"
-    assert session_key(req, {"session-id": "codex-1"}) == "codex-1"
-    assert session_key(req, {"x-session-id": "mine"}) == "mine"
+    assert session_identity(header_map(CC_HEADERS), req) == "cc-session-1"
+    assert session_identity({"session-id": "codex-1"}, req) == "codex-1"
+    assert session_identity({"x-session-id": "mine"}, req) == "mine"
     req.extra["prompt_cache_key"] = "pck-1"
-    assert session_key(req, {}) == "pck-1"
-    a = session_key(request([user("fix it")]), {})
-    b = session_key(request([user("fix it"), assistant("ok"), user("and more")]), {})
-    c = session_key(request([user("something else")]), {})
+    assert session_identity({}, req) == "pck-1"
+    a = session_identity({}, request([user("fix it")]))
+    b = session_identity({}, request([user("fix it"), assistant("ok"), user("and more")]))
+    c = session_identity({}, request([user("something else")]))
     assert a == b != c and a.startswith("h-")
 
 
