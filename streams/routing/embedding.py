@@ -76,11 +76,9 @@ class OnnxMiniLM:
         self._session = ort.InferenceSession(self._model_path, opts, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"max_length": self._max_length, "threads": self._threads}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["max_length"], state["threads"])  # type: ignore[misc]
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (to a process pool) as its arguments: the receiver loads the model again.
+        return (type(self), (self._max_length, self._threads))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         np = self._np
@@ -117,11 +115,8 @@ class SentenceTransformerMiniLM:
             raise EmbeddingUnavailable(f"sentence-transformers backend needs torch: {exc}") from exc
         self._np = np
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), ())
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vecs = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
@@ -139,11 +134,8 @@ class HashingEmbedder:
         self.dim = dim
         self._np = np
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"dim": self.dim}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["dim"])  # type: ignore[misc]
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.dim,))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         np = self._np

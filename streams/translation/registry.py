@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from streams.translation import anthropic_messages, openai_chat, openai_responses
 from streams.translation.canonical import CanonicalRequest, CanonicalResponse, Dialect
@@ -47,6 +47,6 @@ DIALECTS: dict[Dialect, DialectCodec] = {
 
 def get(dialect: Dialect | str) -> DialectCodec:
     try:
-        return DIALECTS[dialect]  # type: ignore[index]
+        return DIALECTS[cast(Dialect, dialect)]
     except KeyError:
         raise ValueError(f"unknown dialect {dialect!r}") from None
