@@ -27,7 +27,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -93,17 +93,21 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         if not self.in_flight:
             # Nothing was asked: a late 408 or garbage. The socket cannot be trusted for the next request.
             self.lost = True
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
             return
         self.received = True
         try:
@@ -111,7 +115,7 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.error = f"malformed response: {exc}"
             self.lost = True
-            self.transport.close()  # type: ignore[union-attr]
+            self._close()
         self._wake()
 
     def eof_received(self) -> bool:

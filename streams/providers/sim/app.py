@@ -17,7 +17,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from starlette.applications import Starlette
@@ -300,13 +300,13 @@ class _Api:
 def _frames(wire: ModuleType, plan: Plan, req: SimRequest, use: Usage, body: dict[str, Any], size: int) -> list[Frame]:
     if wire is wire_anthropic:
         return wire_anthropic.stream(plan, req, use, size)
-    return wire.stream(plan, req, use, body, size)  # type: ignore[no-any-return]
+    return cast(list[Frame], wire.stream(plan, req, use, body, size))
 
 
 def _render(wire: ModuleType, plan: Plan, req: SimRequest, use: Usage, body: dict[str, Any]) -> dict[str, Any]:
     if wire is wire_openai_responses:
         return wire_openai_responses.render(plan, req, use, body)
-    return wire.render(plan, req, use)  # type: ignore[no-any-return]
+    return cast(dict[str, Any], wire.render(plan, req, use))
 
 
 # -- control surface ---------------------------------------------------------------------------------------
