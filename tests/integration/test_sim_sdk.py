@@ -88,13 +88,26 @@ async def test_chat_stream_without_include_usage_has_no_usage_chunk(sim_url: str
 
 
 async def test_chat_tool_call_stream_helper(sim_url: str) -> None:
-    async with oai(sim_url).chat.completions.stream(model="m", messages=USER, tools=CHAT_TOOLS) as stream:
+    ask = [{"role": "user", "content": "Run the test suite"}]
+    async with oai(sim_url).chat.completions.stream(model="m", messages=ask, tools=CHAT_TOOLS) as stream:  # type: ignore[arg-type]
         final = await stream.get_final_completion()
     choice = final.choices[0]
     assert choice.finish_reason == "tool_calls"
     calls = choice.message.tool_calls or []
-    assert [c.function.name for c in calls] == ["Bash"]  # preferred tool
-    assert json.loads(calls[0].function.arguments)["command"]
+    assert [c.function.name for c in calls] == ["Bash"]  # the shell runs things
+    assert json.loads(calls[0].function.arguments) == {"command": "pytest -q"}
+
+
+@pytest.mark.parametrize("ask", ["say hello", "What is 2+2?"])
+async def test_plain_questions_get_text_although_tools_are_offered(sim_url: str, ask: str) -> None:
+    user = [{"role": "user", "content": ask}]
+    chat = await oai(sim_url).chat.completions.create(model="m", messages=user, tools=CHAT_TOOLS)  # type: ignore[arg-type]
+    assert chat.choices[0].finish_reason == "stop" and chat.choices[0].message.content
+    assert not chat.choices[0].message.tool_calls
+    resp = await oai(sim_url).responses.create(model="m", input=ask, tools=RESP_TOOLS)  # type: ignore[arg-type]
+    assert [o.type for o in resp.output] == ["message"]
+    msg = await ant(sim_url).messages.create(model="m", max_tokens=200, messages=user, tools=ANTH_TOOLS)  # type: ignore[arg-type]
+    assert msg.stop_reason == "end_turn" and [b.type for b in msg.content] == ["text"]
 
 
 async def test_chat_parallel_tool_calls_from_script_header(sim_url: str) -> None:
@@ -172,6 +185,44 @@ async def test_responses_stream_helper_with_tool_then_tool_output(sim_url: str) 
     ]
     second = await client.responses.create(model="m", input=follow, tools=RESP_TOOLS)  # type: ignore[arg-type]
     assert [o.type for o in second.output] == ["message"] and second.output_text
+
+
+APPLY_PATCH = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files with a patch",
+    "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)*/'},
+}
+EXEC = {
+    "type": "function",
+    "name": "exec_command",
+    "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+}
+
+
+async def test_responses_custom_tool_call_streams_its_input_and_takes_its_output(sim_url: str) -> None:
+    client = oai(sim_url)
+    ask = "Create a new file hello.txt that greets the reader"
+    stream = await client.responses.create(model="m", input=ask, tools=[EXEC, APPLY_PATCH], stream=True)  # type: ignore[list-item]
+    events = [e async for e in stream]
+    types = [e.type for e in events]
+    assert "response.custom_tool_call_input.delta" in types and "response.function_call_arguments.delta" not in types
+    deltas = "".join(e.delta for e in events if e.type == "response.custom_tool_call_input.delta")  # type: ignore[union-attr]
+    done = next(e for e in events if e.type == "response.custom_tool_call_input.done")
+    final = events[-1].response  # type: ignore[union-attr]
+    call = next(o for o in final.output if o.type == "custom_tool_call")
+    assert call.name == "apply_patch" and call.input == deltas == done.input  # type: ignore[union-attr]
+    assert call.input.startswith("*** Begin Patch\n*** Add File: hello.txt\n+") and call.input.endswith(
+        "*** End Patch\n"
+    )
+    follow = [
+        {"role": "user", "content": ask},
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": call.name, "input": call.input},
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Success. Updated: A hello.txt"},
+    ]
+    second = await client.responses.create(model="m", input=follow, tools=[EXEC, APPLY_PATCH])  # type: ignore[arg-type, list-item]
+    assert [o.type for o in second.output] == ["message"]
+    assert second.output_text.startswith("Done: checked the tool output.")
 
 
 async def test_responses_prompt_cache_key_reports_cached_tokens(sim_url: str) -> None:
@@ -425,21 +476,23 @@ async def test_ttft_and_token_rate_are_applied() -> None:
 
 
 # -- captured real-client requests ---------------------------------------------------------------------------
+# Whether a model would call a tool: for a question about a file (Claude Code's and Codex's "What does
+# hello.py print?"), yes; after the tool result, or for "hi", no.
 @pytest.mark.parametrize(
-    "name",
+    ("name", "calls_tool"),
     [
-        "claude_code_turn1_messages.json",
-        "claude_code_turn2_tool_result_messages.json",
-        "claude_code_haiku_messages.json",
-        "codex_turn1_responses.json",
-        "codex_turn2_function_call_output_responses.json",
-        "aider_chat_completions_stream.json",
-        "openai_sdk_chat_stream_tools.json",
-        "anthropic_sdk_messages_stream_tools.json",
-        "openai_sdk_responses_stream.json",
+        ("claude_code_turn1_messages.json", True),
+        ("claude_code_turn2_tool_result_messages.json", False),
+        ("claude_code_haiku_messages.json", False),
+        ("codex_turn1_responses.json", True),
+        ("codex_turn2_function_call_output_responses.json", False),
+        ("aider_chat_completions_stream.json", False),
+        ("openai_sdk_chat_stream_tools.json", False),
+        ("anthropic_sdk_messages_stream_tools.json", False),
+        ("openai_sdk_responses_stream.json", False),
     ],
 )
-async def test_captured_client_requests_get_well_formed_streams(sim_url: str, name: str) -> None:
+async def test_captured_client_requests_get_well_formed_streams(sim_url: str, name: str, calls_tool: bool) -> None:
     path = CAPTURED / name
     if not path.exists():
         pytest.skip("captured requests not available")
@@ -453,19 +506,21 @@ async def test_captured_client_requests_get_well_formed_streams(sim_url: str, na
         assert datas[-1] == "[DONE]"
         datas = datas[:-1]
     payloads = [json.loads(d) for d in datas]
-    has_tool_result = "tool_result" in json.dumps(body["messages"][-2:]) if "messages" in body else False
     if captured["path"] == "/v1/messages":
         assert payloads[-1]["type"] == "message_stop"
         stop = next(p for p in payloads if p["type"] == "message_delta")["delta"]["stop_reason"]
-        assert stop == ("end_turn" if has_tool_result else "tool_use" if body.get("tools") else "end_turn")
+        assert stop == ("tool_use" if calls_tool else "end_turn")
     elif captured["path"] == "/v1/responses":
         final = payloads[-1]["response"]
         assert payloads[-1]["type"] == "response.completed"
         kinds = [o["type"] for o in final["output"]]
-        after_output = body["input"][-1].get("type") == "function_call_output"
-        assert ("function_call" in kinds) == (bool(body.get("tools")) and not after_output)
+        assert ("function_call" in kinds) == calls_tool
+        if calls_tool:  # Codex's shell tool, told to look at the file asked about
+            call = next(o for o in final["output"] if o["type"] == "function_call")
+            assert call["name"] == "exec_command" and json.loads(call["arguments"])["cmd"] == "cat hello.py"
     else:
-        assert payloads[-1]["choices"] or payloads[-1]["usage"]
+        finish = [p["choices"][0]["finish_reason"] for p in payloads if p["choices"]][-1]
+        assert finish == ("tool_calls" if calls_tool else "stop")
 
 
 def test_thread_runner_with_sync_clients() -> None:

@@ -93,12 +93,18 @@ def test_max_tokens_truncates_with_marker_kept() -> None:
     assert plan.text_str.startswith(PASS_MARKER)
 
 
-def test_tool_call_prefers_configured_tools_and_fills_required_args() -> None:
+def test_a_run_request_calls_the_shell_tool_with_the_command() -> None:
     b = Behaviour(SimConfig())
-    plan = b.plan(_req(tools=[EDIT, BASH]))
+    plan = b.plan(_req("run the failing test", tools=[EDIT, BASH]))
     assert plan.stop == "tool_use" and [c.name for c in plan.tool_calls] == ["Bash"]
-    assert json.loads(plan.tool_calls[0].arguments)["command"]
+    assert json.loads(plan.tool_calls[0].arguments) == {"command": "pytest -q"}
     assert plan.text_str.startswith("I'll use Bash")
+
+
+def test_required_tool_choice_without_a_request_uses_a_preferred_tool() -> None:
+    plan = Behaviour(SimConfig()).plan(_req("say hello", tools=[EDIT, BASH], tool_choice="required"))
+    assert [c.name for c in plan.tool_calls] == ["Bash"]
+    assert not Behaviour(SimConfig()).plan(_req("say hello", tools=[EDIT, BASH])).tool_calls
 
 
 def test_tool_arguments_follow_schema() -> None:

@@ -2,10 +2,13 @@
 
 Routes
   POST /v1/chat/completions, /v1/responses, /v1/messages (``?beta=true`` too), /v1/messages/count_tokens
+  POST /v1beta/models/{model}:generateContent, :streamGenerateContent (``?alt=sse``), :countTokens
   GET  /v1/models (OpenAI shape, or Anthropic's when the request has ``anthropic-version``), /health, HEAD /
+  GET  /v1beta/models, /v1beta/models/{model}
   GET/POST/DELETE /sim/faults, GET/POST /sim/skill, GET /sim/outcome, GET/DELETE /sim/stats
 
-Per-request headers: ``x-sim-script`` (JSON script), ``x-sim-task`` (task id: the final answer says
+Per-request headers: ``x-sim-script`` (JSON script: ``tool_calls``, ``edit``, ``text``, ``parallel``,
+``reply_tokens``; see ``behaviour``), ``x-sim-task`` (task id: the final answer says
 TESTS PASSED / TESTS FAILED per ``solves``), ``x-sim-task-type`` (the task's type, which picks the
 model's per-task-type skill; default: the task id's prefix, ``debugging:123``), ``x-sim-fault`` (a
 fault for this request only).
@@ -26,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from streams.providers.sim import wire_anthropic, wire_openai_chat, wire_openai_responses
+from streams.providers.sim import wire_anthropic, wire_gemini, wire_openai_chat, wire_openai_responses
 from streams.providers.sim.behaviour import Behaviour, Plan, SimRequest, task_type_of
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.faults import FaultBook, FaultError, FaultSpec, parse_fault_header
@@ -42,7 +45,16 @@ _SSE_HEADERS = [
 ]
 # Events sent before time-to-first-token elapses (Anthropic and Responses announce the message at once;
 # Chat Completions' role chunk travels with the first token).
-_PREAMBLE = {wire_anthropic.DIALECT: 2, wire_openai_responses.DIALECT: 2, wire_openai_chat.DIALECT: 0}
+_PREAMBLE = {
+    wire_anthropic.DIALECT: 2,
+    wire_openai_responses.DIALECT: 2,
+    wire_openai_chat.DIALECT: 0,
+    wire_gemini.DIALECT: 0,
+}
+_MISSING_KEY = {
+    wire_anthropic.DIALECT: (401, "x-api-key header is required"),
+    wire_gemini.DIALECT: (403, "The request is missing a valid API key (x-goog-api-key header or key parameter)."),
+}
 
 
 @dataclass
@@ -174,7 +186,7 @@ async def _hang(request: Request, seconds: float) -> None:
 
 # -- the API handlers ---------------------------------------------------------------------------------------
 def _has_key(request: Request) -> bool:
-    if request.headers.get("x-api-key"):
+    if request.headers.get("x-api-key") or request.headers.get("x-goog-api-key") or request.query_params.get("key"):
         return True
     auth = request.headers.get("authorization", "")
     return auth[:7].lower() == "bearer " and bool(auth[7:].strip())
@@ -206,22 +218,48 @@ class _Api:
             return _error(wire_anthropic, 400, str(exc))
         return Response(dumps({"input_tokens": wire_anthropic.input_tokens(len(raw))}), media_type=_JSON)
 
-    async def _complete(self, request: Request, wire: ModuleType) -> Any:
+    async def gemini(self, request: Request) -> Any:
+        """``models/{model}:{method}`` (POST) and ``models/{model}`` (GET)."""
+        model, _, method = request.path_params["target"].partition(":")
+        if request.method == "GET":
+            if method or (self.state.config.strict_models and model not in self.state.behaviour.skills):
+                return _error(wire_gemini, 404, f"models/{model} is not found for API version v1beta")
+            return JSONResponse(wire_gemini.model_json(model))
+        if method not in wire_gemini.METHODS:
+            return _error(wire_gemini, 404, f"method {method!r} is not found on models/{model}")
+        if method != "countTokens":
+            return await self._complete(request, wire_gemini, (model, method == "streamGenerateContent"))
+        if self.state.config.require_auth and not _has_key(request):
+            return _error(wire_gemini, *_MISSING_KEY[wire_gemini.DIALECT])
+        raw = await request.body()
+        try:
+            body = _decode(raw)
+            if not isinstance(body, dict):
+                raise wire_gemini.WireError("the request body must be a JSON object")
+            return Response(dumps(wire_gemini.count_tokens(body, len(raw))), media_type=_JSON)
+        except (msgspec.DecodeError, wire_gemini.WireError) as exc:
+            return _error(wire_gemini, 400, str(exc))
+
+    async def gemini_models(self, request: Request) -> Response:
+        return JSONResponse({"models": [wire_gemini.model_json(n) for n in sorted(self.state.behaviour.skills)]})
+
+    async def _complete(self, request: Request, wire: ModuleType, target: tuple[str, bool] | None = None) -> Any:
+        """One completion; ``target`` is (model, stream) where the URL names them (Gemini)."""
         started = time.monotonic()
         state, config = self.state, self.state.config
         if config.require_auth and not _has_key(request):
-            message = (
-                "x-api-key header is required"
-                if wire is wire_anthropic
-                else "You didn't provide an API key (Authorization: Bearer <key>)."
+            status, message = _MISSING_KEY.get(
+                wire.DIALECT, (401, "You didn't provide an API key (Authorization: Bearer <key>).")
             )
-            return _error(wire, 401, message)
+            return _error(wire, status, message)
         raw = await request.body()
         try:
             body = _decode(raw)
             if not isinstance(body, dict):
                 raise wire.WireError("the request body must be a JSON object")
-            req: SimRequest = wire.parse(body)
+            if target is not None:
+                body["model"] = target[0]
+            req: SimRequest = wire.parse(body) if target is None else wire.parse(body, *target)
         except (msgspec.DecodeError, wire.WireError) as exc:
             return _error(wire, 400, f"invalid request: {exc}")
         if config.strict_models and req.model not in state.behaviour.skills:
@@ -253,9 +291,16 @@ class _Api:
             if fault.kind == "timeout":
                 await _hang(request, fault.seconds if fault.seconds is not None else config.hang_s)
 
-        plan: Plan = state.behaviour.plan(req, script, headers.get("x-sim-task"), headers.get("x-sim-task-type"))
+        try:
+            plan: Plan = state.behaviour.plan(req, script, headers.get("x-sim-task"), headers.get("x-sim-task-type"))
+        except ValueError as exc:  # a script the behaviour cannot follow
+            return _error(wire, 400, str(exc))
         use: Usage = wire.usage(body, raw, plan, state.cache)
         tokens_per_s = fault.tokens_per_s if fault is not None and fault.kind == "slow" else config.tokens_per_s
+        if req.stream and wire is wire_gemini and request.query_params.get("alt") != "sse":
+            # Without alt=sse Gemini streams one JSON array of the same chunks.
+            chunks = b",".join(f[0][6:].strip() for f in _frames(wire, plan, req, use, body, config.chunk_tokens))
+            return Response(b"[" + chunks + b"]", media_type=_JSON)
         if req.stream:
             return _SseStream(
                 _frames(wire, plan, req, use, body, config.chunk_tokens),
@@ -300,6 +345,8 @@ class _Api:
 def _frames(wire: ModuleType, plan: Plan, req: SimRequest, use: Usage, body: dict[str, Any], size: int) -> list[Frame]:
     if wire is wire_anthropic:
         return wire_anthropic.stream(plan, req, use, size)
+    if wire is wire_gemini:
+        return wire_gemini.stream(plan, req, use, size)
     return cast(list[Frame], wire.stream(plan, req, use, body, size))
 
 
@@ -409,6 +456,8 @@ def create_sim_app(settings: SimConfig | None = None) -> Starlette:
         Route("/v1/messages", api.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", api.count_tokens, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1beta/models", api.gemini_models, methods=["GET"]),
+        Route("/v1beta/models/{target}", api.gemini, methods=["GET", "POST"]),
         Route("/health", _health, methods=["GET"]),
         Route("/", _root, methods=["GET", "HEAD"]),
         Route("/sim/faults", control.faults, methods=["GET", "POST", "DELETE"]),

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from streams.providers.sim.config import SimConfig
+from streams.providers.sim.edits import Edit, argument_hints, patch, shell_command
+from streams.providers.sim.intent import Intent, action_of, read_intent, tool_for, user_words
 
 StopKind = Literal["end", "tool_use", "max_tokens"]
 ToolChoice = str  # "auto" | "none" | "required" | "tool:<name>"
@@ -74,6 +76,7 @@ def solves(model: str, task_key: str, skill: float) -> bool:
 class ToolSpec:
     name: str
     schema: dict[str, Any]
+    custom: bool = False  # an OpenAI custom tool: called with free text ``input``, not JSON arguments
 
 
 @dataclass(slots=True)
@@ -97,7 +100,8 @@ class SimRequest:
 class ToolCall:
     id: str  # stable hex; each dialect adds its own prefix
     name: str
-    arguments: str  # JSON text
+    arguments: str  # JSON text; a custom tool's raw input
+    custom: bool = False
 
 
 @dataclass(slots=True)
@@ -201,14 +205,9 @@ class Behaviour:
         thinking = self._thinking(req, rng()) if req.thinking and self.config.thinking else []
 
         calls: list[ToolCall] = []
-        wants_tools = (
-            bool(req.tools or (script and script.get("tool_calls")))
-            and not req.after_tool_result
-            and req.tool_choice != "none"
-            and not (script is not None and script.get("tool_calls") == [])
-        )
-        if wants_tools:
-            calls = self._tool_calls(req, script, rng())
+        may_call = not req.after_tool_result and req.tool_choice != "none"
+        if may_call and not (script is not None and script.get("tool_calls") == []):
+            calls = self._tool_calls(req, script or {}, rng())
 
         scripted_text = script.get("text") if script else None
         if calls:
@@ -245,7 +244,7 @@ class Behaviour:
             return cached
         rng = random.Random(_digest("text", *key[:3], str(target)))
         n = max(1, round(target * (0.75 + 0.5 * rng.random())))
-        topic = _words(req.last_user_text, 3)
+        topic = _words(user_words(req.last_user_text), 3)
         lead = "Done: checked the tool output." if req.after_tool_result else "Looking at " + " ".join(topic) + "."
         lead_tokens = _split_text(lead) if (topic or req.after_tool_result) else []
         body = _sentence_tokens(rng, max(1, n - len(lead_tokens)))
@@ -258,38 +257,55 @@ class Behaviour:
     def _thinking(self, req: SimRequest, rng: random.Random) -> list[str]:
         return _split_text("Let me think about the request.") + [" " + w for w in _sentence_tokens(rng, 10)]
 
-    def _tool_calls(self, req: SimRequest, script: dict[str, Any] | None, rng: random.Random) -> list[ToolCall]:
-        scripted = list(script.get("tool_calls") or []) if script else []
-        if script is not None and "parallel" in script:
+    def _tool_calls(self, req: SimRequest, script: dict[str, Any], rng: random.Random) -> list[ToolCall]:
+        """The calls of this turn: scripted ones, else the tool the prompt asks for (none: answer in text)."""
+        scripted = list(script.get("tool_calls") or [])
+        edit = Edit.from_script(script["edit"]) if script.get("edit") is not None else None
+        intent = read_intent(req.last_user_text) if req.tools else Intent(None, frozenset())
+        if edit is None and intent.action == "edit" and req.tools:
+            edit = _edit_from_prompt(intent, rng)
+        calls = [self._call(req, i, str(c["name"]), c.get("input", c.get("arguments", {})), req.tools)
+                 for i, c in enumerate(scripted)]  # fmt: skip
+        if not calls and req.tools:
+            tool = self._choose_tool(req, intent, edit if script.get("edit") is not None else None, rng)
+            if tool is None:
+                return []
+            calls.append(self._call(req, 0, tool.name, _arguments_for(tool, intent, edit, rng), req.tools))
+        if "parallel" in script:
             parallel = bool(script["parallel"])
         else:
             rate = self.config.parallel_rate
             parallel = len(scripted) > 1 or (rate > 0 and bool(req.tools) and rng.random() < rate)
         parallel = parallel and req.parallel_allowed
-        calls = [self._call(req, i, str(c["name"]), c.get("arguments", {})) for i, c in enumerate(scripted)]
-        if not calls:
-            tool = self._choose_tool(req, rng)
-            calls.append(self._call(req, 0, tool.name, _value_for(tool.schema, "", rng, 0)))
         if parallel and len(calls) == 1 and req.tools:
             # "parallel" with one call: add a second one, on another tool when there is one.
             others = [t for t in req.tools if t.name != calls[0].name] or list(req.tools)
             extra = rng.choice(others)
-            calls.append(self._call(req, 1, extra.name, _value_for(extra.schema, "", rng, 0)))
+            calls.append(self._call(req, 1, extra.name, _arguments_for(extra, intent, edit, rng), req.tools))
         return calls if parallel else calls[:1]
 
     @staticmethod
-    def _call(req: SimRequest, index: int, name: str, arguments: Any) -> ToolCall:
+    def _call(req: SimRequest, index: int, name: str, arguments: Any, tools: list[ToolSpec]) -> ToolCall:
         if not isinstance(arguments, dict | str):
             arguments = {}
         call_id = f"{_digest('call', req.model, req.last_user_text, str(index), name):016x}"
-        return ToolCall(call_id, name, _dump_args(arguments))
+        custom = any(t.custom and t.name == name for t in tools)
+        return ToolCall(call_id, name, _dump_args(arguments), custom)
 
-    def _choose_tool(self, req: SimRequest, rng: random.Random) -> ToolSpec:
+    def _choose_tool(
+        self, req: SimRequest, intent: Intent, scripted_edit: Edit | None, rng: random.Random
+    ) -> ToolSpec | None:
         if req.tool_choice.startswith("tool:"):
             name = req.tool_choice[5:]
             for t in req.tools:
                 if t.name == name:
                     return t
+        if scripted_edit is not None:
+            intent = Intent("edit", intent.words, (scripted_edit.path,), scripted_edit.old is None)
+        tool = tool_for(intent, req.tools)
+        if tool is not None or req.tool_choice != "required":
+            return tool
+        # The API forces a call although the prompt asks for none: the model's favourite tool.
         by_name = {t.name: t for t in req.tools}
         for name in self.config.preferred_tools:
             if name in by_name:
@@ -315,6 +331,47 @@ def _dump_args(args: Any) -> str:
     return args if isinstance(args, str) else json.dumps(args, separators=(",", ":"))
 
 
+def _edit_from_prompt(intent: Intent, rng: random.Random) -> Edit:
+    """The edit a prompt asks for: a new file, or a line added to the file it names."""
+    line = "".join(_sentence_tokens(rng, 8))
+    return Edit(intent.path or "NOTES.md", line, None if intent.create or not intent.path else "")
+
+
+def _command_for(intent: Intent) -> str | None:
+    if intent.action == "read" and intent.path:
+        return f"cat {intent.path}"
+    if intent.action == "search":
+        return "ls -R" if not intent.path else f"ls -la {intent.path}"
+    if intent.action == "run" and intent.words & {"test", "tests", "pytest"}:
+        return "pytest -q"
+    return None
+
+
+def _arguments_for(tool: ToolSpec, intent: Intent, edit: Edit | None, rng: random.Random) -> Any:
+    """Arguments (a custom tool's input) that do what the prompt or script asks."""
+    action = action_of(tool.name)
+    is_patch = tool.name == "apply_patch"
+    if tool.custom:
+        if edit is not None and (is_patch or action == "edit"):
+            return patch(edit)
+        return _command_for(intent) or "".join(_sentence_tokens(rng, 6))  # freeform: a line of text
+    hints: dict[str, str] = {}
+    if edit is not None and action == "run":
+        hints["command"] = shell_command(edit)
+    elif edit is not None and action == "edit":
+        hints = argument_hints(edit)
+        if is_patch:
+            hints["input"] = patch(edit)
+    else:
+        command = _command_for(intent)
+        if command:
+            hints["command"] = command
+        if intent.path:
+            hints["path"] = intent.path
+    arguments = _value_for(tool.schema, "", rng, 0, hints)
+    return arguments if isinstance(arguments, dict) else {}  # function arguments are a JSON object
+
+
 # -- arguments from a JSON schema ---------------------------------------------------------------------
 _STRING_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("command", "cmd", "shell"), ("ls -la", "pytest -q", "git status", "cat README.md")),
@@ -327,8 +384,17 @@ _STRING_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
 )
 
 
-def _string_for(name: str, schema: dict[str, Any], rng: random.Random) -> str:
+_HINT_GROUPS = {"command": _STRING_HINTS[0][0], "path": _STRING_HINTS[1][0]}
+
+
+def _string_for(name: str, schema: dict[str, Any], rng: random.Random, hints: dict[str, str] | None = None) -> str:
     lname = name.lower()
+    if hints:
+        if lname in hints:
+            return hints[lname]
+        for group, keys in _HINT_GROUPS.items():
+            if group in hints and (lname in keys or any(lname.endswith("_" + k) for k in keys)):
+                return hints[group]
     fmt = schema.get("format")
     if fmt in ("uri", "url"):
         return "https://example.com/docs"
@@ -343,9 +409,9 @@ def _string_for(name: str, schema: dict[str, Any], rng: random.Random) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n))
 
 
-def _value_for(schema: Any, name: str, rng: random.Random, depth: int) -> Any:
+def _value_for(schema: Any, name: str, rng: random.Random, depth: int, hints: dict[str, str] | None = None) -> Any:
     if not isinstance(schema, dict) or depth > 4:
-        return _string_for(name, {}, rng)
+        return _string_for(name, {}, rng, hints)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
@@ -353,7 +419,7 @@ def _value_for(schema: Any, name: str, rng: random.Random, depth: int) -> Any:
     for combinator in ("anyOf", "oneOf", "allOf"):
         options = [o for o in schema.get(combinator) or [] if isinstance(o, dict) and o.get("type") != "null"]
         if options:
-            return _value_for(options[0], name, rng, depth + 1)
+            return _value_for(options[0], name, rng, depth + 1, hints)
     if "default" in schema:
         return schema["default"]
     typ = schema.get("type")
@@ -366,10 +432,10 @@ def _value_for(schema: Any, name: str, rng: random.Random, depth: int) -> Any:
         required = [k for k in schema.get("required") or [] if isinstance(k, str)]
         # Required properties always; with none required, the first two so the call says something.
         keys = required or list(props)[:2]
-        return {k: _value_for(props.get(k, {}), k, rng, depth + 1) for k in keys}
+        return {k: _value_for(props.get(k, {}), k, rng, depth + 1, hints) for k in keys}
     if typ == "array":
         count = max(1, int(schema.get("minItems", 1)))
-        return [_value_for(schema.get("items", {}), name, rng, depth + 1) for _ in range(min(count, 3))]
+        return [_value_for(schema.get("items", {}), name, rng, depth + 1, hints) for _ in range(min(count, 3))]
     if typ in ("integer", "number"):
         lo = _bound(schema, "minimum", "exclusiveMinimum", 1)
         hi = _bound(schema, "maximum", "exclusiveMaximum", max(lo, 0) + 100)
@@ -379,7 +445,7 @@ def _value_for(schema: Any, name: str, rng: random.Random, depth: int) -> Any:
         return False  # the safe choice for flags like run_in_background or force
     if typ == "null":
         return None
-    return _string_for(name, schema, rng)
+    return _string_for(name, schema, rng, hints)
 
 
 def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, default: float) -> float:

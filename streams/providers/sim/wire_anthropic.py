@@ -45,6 +45,13 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _user_text_of(content: Any) -> str:
+    # Claude Code sends its context as separate <system-reminder> text blocks of the user turn.
+    if isinstance(content, list):
+        content = [b for b in content if not (isinstance(b, dict) and str(b.get("text", "")).startswith("<system-"))]
+    return _text_of(content)
+
+
 def _tool_results(content: Any) -> list[str]:
     if not isinstance(content, list):
         return []
@@ -71,7 +78,7 @@ def parse(body: dict[str, Any], *, count_only: bool = False) -> SimRequest:
         req.tool_result_text = "\n".join(results)
     for m in reversed(turns):
         if m.get("role") == "user":
-            text = _text_of(m.get("content"))
+            text = _user_text_of(m.get("content"))
             if text:
                 req.last_user_text = text
                 break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec
+from streams.providers.sim.behaviour import Plan, SimRequest, ToolCall, ToolSpec
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 from streams.providers.sim.wire_openai_chat import WireError
@@ -64,12 +64,16 @@ def parse(body: dict[str, Any]) -> SimRequest:
     elif raw_input is not None:
         raise WireError("'input' must be a string or an array of input items")
     for tool in body.get("tools") or []:
-        if isinstance(tool, dict) and tool.get("type") == "function" and tool.get("name"):
+        if not isinstance(tool, dict) or not tool.get("name"):
+            continue
+        if tool.get("type") == "function":
             req.tools.append(ToolSpec(str(tool["name"]), tool.get("parameters") or {}))
+        elif tool.get("type") == "custom":  # freeform text input, optionally constrained by a grammar
+            req.tools.append(ToolSpec(str(tool["name"]), {}, custom=True))
     choice = body.get("tool_choice")
     if choice in ("none", "auto", "required"):
         req.tool_choice = choice
-    elif isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
+    elif isinstance(choice, dict) and choice.get("type") in ("function", "custom") and choice.get("name"):
         req.tool_choice = "tool:" + str(choice["name"])
     req.parallel_allowed = body.get("parallel_tool_calls", True) is not False
     limit = body.get("max_output_tokens")
@@ -139,7 +143,10 @@ def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
 
 
-def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str, custom: bool) -> dict[str, Any]:
+    if custom:
+        return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": name,
+                "input": arguments}  # fmt: skip
     return {
         "id": item_id,
         "type": "function_call",
@@ -148,6 +155,10 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
         "call_id": call_id,
         "name": name,
     }
+
+
+def _item_id(call: ToolCall) -> str:
+    return ("ctc_" if call.custom else "fc_") + call.id
 
 
 def _final_status(plan: Plan) -> str:
@@ -159,7 +170,9 @@ def render(plan: Plan, req: SimRequest, u: Usage, body: dict[str, Any]) -> dict[
     if plan.text or not plan.tool_calls:
         output.append(_message_item(new_id("msg_"), plan.text_str, "completed"))
     for call in plan.tool_calls:
-        output.append(_call_item("fc_" + call.id, "call_" + call.id, call.name, call.arguments, "completed"))
+        output.append(
+            _call_item(_item_id(call), "call_" + call.id, call.name, call.arguments, "completed", call.custom)
+        )
     return _response(req, body, new_id("resp_"), int(time.time()), _final_status(plan), output, u)
 
 
@@ -193,22 +206,26 @@ def stream(plan: Plan, req: SimRequest, u: Usage, body: dict[str, Any], chunk_si
         emit("response.output_item.done", {"output_index": index, "item": done})
         output.append(done)
     for call in plan.tool_calls:
-        index, item_id, call_id = len(output), "fc_" + call.id, "call_" + call.id
+        index, item_id, call_id = len(output), _item_id(call), "call_" + call.id
         emit(
             "response.output_item.added",
-            {"output_index": index, "item": _call_item(item_id, call_id, call.name, "", "in_progress")},
+            {"output_index": index, "item": _call_item(item_id, call_id, call.name, "", "in_progress", call.custom)},
         )
+        kind = "custom_tool_call_input" if call.custom else "function_call_arguments"
         for piece in split_json(call.arguments):
             emit(
-                "response.function_call_arguments.delta",
+                f"response.{kind}.delta",
                 {"item_id": item_id, "output_index": index, "delta": piece},
                 max(1, len(piece) // 4),
             )
-        emit(
-            "response.function_call_arguments.done",
-            {"item_id": item_id, "output_index": index, "name": call.name, "arguments": call.arguments},
-        )
-        done = _call_item(item_id, call_id, call.name, call.arguments, "completed")
+        if call.custom:
+            emit(f"response.{kind}.done", {"item_id": item_id, "output_index": index, "input": call.arguments})
+        else:
+            emit(
+                f"response.{kind}.done",
+                {"item_id": item_id, "output_index": index, "name": call.name, "arguments": call.arguments},
+            )
+        done = _call_item(item_id, call_id, call.name, call.arguments, "completed", call.custom)
         emit("response.output_item.done", {"output_index": index, "item": done})
         output.append(done)
     status = _final_status(plan)
