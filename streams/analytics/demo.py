@@ -1,8 +1,8 @@
 """``weave-router demo``: simulated coding-agent sessions through a running gateway.
 
 Each session speaks one of the three dialects (OpenAI Chat, OpenAI Responses, Anthropic Messages) with
-model ``router/auto``, offers tools, runs the tool loop (the simulated provider answers with tool calls
-when tools are offered; the demo sends the tool results back), then reports the test result the
+model ``router/auto``, offers tools, runs the tool loop (the simulated provider calls a tool because each
+task asks for a fix or a change; the demo sends the tool results back), then reports the test result the
 simulated provider gave (``TESTS PASSED`` / ``TESTS FAILED`` for the session's ``x-sim-task``) to
 ``POST /v1/feedback``. A failed session retries once in the same session (where a cascade escalates).
 A live table shows the model mix and outcomes; the dashboard fills at the same time.

@@ -1,5 +1,6 @@
 """The built-in simulated LLM provider: a real HTTP server speaking OpenAI Chat Completions, OpenAI
-Responses and Anthropic Messages, with deterministic replies, tool calls, per-model skill, realistic
+Responses (custom tools too), Anthropic Messages and the Gemini API, with deterministic replies, tool
+calls when the prompt asks for an action (or a script says so), per-model skill, realistic
 streaming/latency/usage and injectable faults. Used for demos, load and chaos tests, and as the
 conformance oracle of the gateway (it implements the wire formats itself).
 

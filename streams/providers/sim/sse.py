@@ -1,4 +1,4 @@
-"""Server-sent-event framing shared by the three dialects."""
+"""Server-sent-event framing shared by the dialects."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""OpenAI Responses wire format (``POST /v1/responses``), as Codex and the openai SDK use it."""
+"""OpenAI Responses wire format (``POST /v1/responses``), as Codex and the openai SDK use it.
+
+Function tools are called with JSON ``arguments`` (``function_call`` items); custom tools
+(``{"type": "custom", "format": {"type": "grammar" | "text"}}``, such as Codex's ``apply_patch``) with
+free-text ``input`` (``custom_tool_call`` items, streamed as ``response.custom_tool_call_input.*``).
+"""
 
 from __future__ import annotations
 
