@@ -135,6 +135,20 @@ async def test_max_output_tokens_and_task_verdict(http: httpx.AsyncClient) -> No
     assert out["candidates"][0]["content"]["parts"][0]["text"].startswith(PASS_MARKER)
 
 
+async def test_json_mode_answers_with_a_value_of_the_schema(http: httpx.AsyncClient) -> None:
+    # gemini-cli's routing classifier: capitalised types, a score it validates as 1..100.
+    schema = {
+        "type": "OBJECT",
+        "properties": {"complexity_reasoning": {"type": "STRING"}, "complexity_score": {"type": "INTEGER"}},
+        "required": ["complexity_reasoning", "complexity_score"],
+    }
+    config = {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    body = {"contents": _body("say hello")["contents"], "generationConfig": config}
+    out = (await http.post("/models/m:generateContent", json=body, headers=KEY)).json()
+    value = json.loads(out["candidates"][0]["content"]["parts"][0]["text"])
+    assert isinstance(value["complexity_reasoning"], str) and 1 <= value["complexity_score"] <= 100
+
+
 async def test_count_tokens_and_models(http: httpx.AsyncClient) -> None:
     r = await http.post("/models/m:countTokens", json={"contents": _body("hi")["contents"]}, headers=KEY)
     assert r.status_code == 200 and r.json()["totalTokens"] > 0

@@ -136,3 +136,15 @@ def test_shell_commands_create_and_append(tmp_path: Path) -> None:
 def test_bad_edit_script_is_refused() -> None:
     with pytest.raises(ValueError, match="edit"):
         _plan("hi", [SHELL], {"edit": {"old": "x"}})
+
+
+def test_a_new_file_goes_to_the_writer_tool() -> None:
+    write = ToolSpec(
+        "write_file",
+        {"type": "object", "properties": {"file_path": {}, "content": {}}, "required": ["file_path", "content"]},
+    )
+    replace = ToolSpec("replace", {"type": "object", "properties": {"file_path": {}}, "required": ["file_path"]})
+    text = "<session_context>\nfolder: err.txt README.md\n</session_context>\nCreate a file named notes.txt with a greeting"
+    call = _plan(text, [replace, write, SHELL]).tool_calls[0]
+    args = json.loads(call.arguments)
+    assert call.name == "write_file" and args["file_path"] == "notes.txt" and args["content"].strip()

@@ -94,6 +94,9 @@ class SimRequest:
     parallel_allowed: bool = True
     max_tokens: int | None = None
     thinking: bool = False
+    # Structured output asked for (e.g. Gemini's responseMimeType application/json): the reply is a
+    # JSON value of this schema ({} for any JSON).
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -222,6 +225,8 @@ class Behaviour:
 
         if isinstance(scripted_text, str):
             text = _split_text(scripted_text)
+        elif req.json_schema is not None:
+            text = _split_text(json.dumps(_value_for(req.json_schema or {"type": "object"}, "", rng(), 0)))
         else:
             n = int(script.get("reply_tokens", 0)) if script else 0
             text = self._reply(req, n or self.config.reply_tokens)
@@ -438,7 +443,7 @@ def _value_for(schema: Any, name: str, rng: random.Random, depth: int, hints: di
         return [_value_for(schema.get("items", {}), name, rng, depth + 1, hints) for _ in range(min(count, 3))]
     if typ in ("integer", "number"):
         lo = _bound(schema, "minimum", "exclusiveMinimum", 1)
-        hi = _bound(schema, "maximum", "exclusiveMaximum", max(lo, 0) + 100)
+        hi = _bound(schema, "maximum", "exclusiveMaximum", lo + 99)  # 1..100 when unbounded: a score
         value = rng.randint(int(lo), max(int(lo), int(hi)))
         return value if typ == "integer" else float(value)
     if typ == "boolean":

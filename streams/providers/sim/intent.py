@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 Action = Literal["edit", "run", "read", "search"]
+_Kind = Literal["edit", "create", "run", "read", "search"]
 
-# Agent-supplied context inside user turns (Claude Code, Codex): not what the user asked.
-_CONTEXT = re.compile(r"<(system-reminder|environment_context|user_instructions)>.*?</\1>", re.S)
+# Agent-supplied context inside user turns (Claude Code, Codex, gemini-cli): not what the user asked.
+_CONTEXT = re.compile(r"<(system-reminder|environment_context|user_instructions|session_context)>.*?</\1>", re.S)
 _WORD = re.compile(r"[a-z][a-z0-9]*")
 # A file mentioned by name: ``hello.py``, ``src/app/main.rs``, ``./notes.md``.
 _PATH = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?(?:[\w-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/-])")
@@ -38,8 +39,9 @@ _WEAK: dict[str, Action] = {
 _CREATE = frozenset(("create", "new", "add", "touch", "save", "write"))
 
 # Per action, the tool names real agents offer for it, best first (Claude Code, Codex, gemini-cli, ...).
-_TOOLS_FOR: dict[Action, tuple[str, ...]] = {
+_TOOLS_FOR: dict[_Kind, tuple[str, ...]] = {
     "edit": ("apply_patch", "edit", "edit_file", "replace", "str_replace_based_edit_tool", "write", "write_file"),
+    "create": ("apply_patch", "write", "write_file", "create_file", "edit", "edit_file"),
     "run": ("bash", "exec_command", "shell", "run_shell_command", "run_terminal_cmd", "local_shell", "run_tests"),
     "read": ("read", "read_file", "read_many_files", "view", "cat"),
     "search": ("grep", "glob", "search_file_content", "list_directory", "ls", "find", "search"),
@@ -103,9 +105,9 @@ def _name_parts(name: str) -> list[str]:
 def action_of(name: str) -> Action | None:
     """What a tool does, judged by its name."""
     lower = name.lower()
-    for action, names in _TOOLS_FOR.items():
+    for kind, names in _TOOLS_FOR.items():
         if lower in names:
-            return action
+            return "edit" if kind == "create" else kind
     for part in _name_parts(name):
         if part in _NAME_PARTS:
             return _NAME_PARTS[part]
@@ -126,13 +128,14 @@ def tool_for(intent: Intent, tools: Sequence[T]) -> T | None:
     named = named_tool(intent, tools)
     if named is not None or intent.action is None:
         return named
-    # The asked-for kind of tool first; a shell does everything else.
-    for action in (intent.action, "run"):
-        by_name = {t.name.lower(): t for t in tools}
-        for name in _TOOLS_FOR[action]:
+    # The asked-for kind of tool first (a writer for a new file); a shell does everything else.
+    asked: _Kind = "create" if intent.create else intent.action
+    by_name = {t.name.lower(): t for t in tools}
+    for kind in (asked, intent.action, "run"):
+        for name in _TOOLS_FOR[kind]:
             if name in by_name:
                 return by_name[name]
         for tool in tools:
-            if action_of(tool.name) == action:
+            if action_of(tool.name) == kind:
                 return tool
     return None

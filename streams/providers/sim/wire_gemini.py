@@ -98,6 +98,9 @@ def parse(body: dict[str, Any], model: str, stream: bool) -> SimRequest:
     config = body.get("generationConfig") or {}
     limit = config.get("maxOutputTokens")
     req.max_tokens = limit if isinstance(limit, int) and limit > 0 else None
+    if config.get("responseMimeType") == "application/json":
+        schema = _lower_types(config.get("responseJsonSchema") or config.get("responseSchema") or {})
+        req.json_schema = schema if isinstance(schema, dict) else {}
     thinking = config.get("thinkingConfig") or {}
     req.thinking = bool(thinking.get("includeThoughts")) and thinking.get("thinkingBudget") != 0
     return req
