@@ -206,14 +206,15 @@ def test_claude_code_completes_a_tool_round_trip(
 
 
 # -- Codex (OpenAI Responses) ---------------------------------------------------------------------------
-def _codex_config(service: Service, model: str, script: str) -> str:
+def _codex_config(service: Service, model: str, script: str, base_url: str | None = None) -> str:
     # json.dumps gives a valid TOML basic string (same escapes).
+    base_url = base_url or service.url + "/v1"
     return (
         f"model = {json.dumps(model)}\n"
         'model_provider = "weave"\n\n'
         "[model_providers.weave]\n"
         'name = "Weave Router"\n'
-        f"base_url = {json.dumps(service.url + '/v1')}\n"
+        f"base_url = {json.dumps(base_url)}\n"
         'wire_api = "responses"\n'
         'env_key = "WEAVE_KEY"\n'
         f'http_headers = {{ "x-sim-script" = {json.dumps(script)} }}\n\n'
@@ -263,3 +264,28 @@ def test_codex_completes_a_tool_round_trip(codex: Path, service: Service, tmp_pa
     assert not any(e.get("type") in ("turn.failed", "error") for e in events), events
     assert (work / marker).exists(), f"the shell tool did not run: {sorted(p.name for p in work.iterdir())}"
     counts.check("openai_responses", target)
+
+
+def test_codex_applies_the_simulators_apply_patch(codex: Path, service: Service, tmp_path: Path) -> None:
+    """Straight to the simulator, with a model name Codex knows (so it offers its custom ``apply_patch``
+    tool): the scripted edit comes back as a ``custom_tool_call`` patch that Codex applies on disk."""
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
+    for d in (home, codex_home, work):
+        d.mkdir()
+    (work / "hello.py").write_text("print('hello')\n")
+    script = json.dumps({"edit": {"path": "hello.py", "old": "print('hello')", "new": "print('bye')"}})
+    (codex_home / "config.toml").write_text(_codex_config(service, "gpt-5.5", script, service.sim_url + "/v1"))
+    env = {**child_env(), "HOME": str(home), "CODEX_HOME": str(codex_home), "WEAVE_KEY": "x"}
+    proc = subprocess.run(
+        [str(codex), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+         "--color", "never", "--json", "Change hello.py so that it prints bye."],
+        env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, _failure(proc, service)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    items = [e["item"] for e in events if e.get("type") == "item.completed"]
+    changes = [i for i in items if i.get("type") == "file_change"]
+    assert [(c["status"], [ch["kind"] for ch in c["changes"]]) for c in changes] == [("completed", ["update"])], items
+    assert (work / "hello.py").read_text() == "print('bye')\n"
+    messages = [i["text"] for i in items if i.get("type") == "agent_message"]
+    assert messages and messages[-1].startswith(FINAL_ANSWER), messages
