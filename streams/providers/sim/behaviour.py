@@ -2,6 +2,8 @@
 
 Each wire module turns its request body into a ``SimRequest``; ``Behaviour.plan`` decides the reply
 (thinking, text, tool calls, stop reason) and each wire module renders that ``Plan`` in its own format.
+Tools are called when a script says so (``tool_calls``, ``edit``) or the last user turn asks for an
+action one of the offered tools does (``intent``); otherwise, and after a tool result, the answer is text.
 Everything is a pure function of (model, request, script, skill), so the same conversation gets the
 same answer in every dialect: the gateway's conformance tests can compare them.
 """

@@ -37,7 +37,8 @@ class SimConfig:
     require_auth: bool = True
     # Default script applied to every request (the x-sim-script header overrides it per request).
     script: dict[str, Any] | None = None
-    # Tool names the model prefers when several are offered, in order (first match wins).
+    # Tool names the model prefers when the API forces a call (tool_choice required) that the prompt does
+    # not ask for, in order (first match wins). Otherwise the prompt picks the tool (see ``intent``).
     preferred_tools: list[str] = field(
         default_factory=lambda: ["Bash", "exec_command", "shell", "Read", "read_file", "Grep", "Glob"]
     )
