@@ -62,10 +62,10 @@ def main() -> None:
         ("decide (cache on)", lambda: cached.decide(req, headers, requested_model="router/auto")),
     ]
     try:
-        from streams.routing.bandit import ContextualBandit
+        from streams.routing.bandit import bandit_for
 
         s = default_settings(decision_cache_size=0)
-        bandit = ContextualBandit.from_settings(s.routing.bandit, s.models)
+        bandit = bandit_for(s)
         with_bandit = Router(s, bandit=bandit)
         rows.append(
             ("decide (bandit, cache off)", lambda: with_bandit.decide(req, headers, requested_model="router/auto"))

@@ -127,6 +127,8 @@ def replay(
     report: Annotated[Path | None, typer.Option("--report", help="write the JSON report here")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="write PNG plots into this folder")] = None,
     through_kafka: Annotated[bool, typer.Option("--through-kafka", help="learn through the real topics and learner agent (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)")] = False,
+    quality_target: Annotated[float | None, typer.Option("--quality-target", min=0.01, max=1.0, help="keep this share of the frontier default's success at the least cost (the curve sweeps the target)")] = None,
+    label_noise: Annotated[float, typer.Option("--label-noise", min=0.0, max=0.5, help="share of observed outcomes flipped (noisy tests); scored on the truth")] = 0.0,
 ) -> None:
     """Replay the learned policy online over an outcome matrix, with bandit feedback only."""
     from streams.evaluation.report import DEFAULT_MAX_ATTEMPTS
@@ -136,7 +138,8 @@ def replay(
         console.print(f"[red]error:[/red] {dataset} has no outcomes.csv")
         raise typer.Exit(2)
     replay_main(dataset, config, seeds, max_attempts or DEFAULT_MAX_ATTEMPTS, report, plot,
-                console=Console(), through_kafka=through_kafka)
+                console=Console(), through_kafka=through_kafka, quality_target=quality_target,
+                label_noise=label_noise)
 
 
 @app.command()
@@ -159,12 +162,14 @@ def demo(
     config: ConfigOpt = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="gateway URL (default: the configured one)")] = None,
     sessions: Annotated[int, typer.Option("--sessions")] = 24,
+    feedback: Annotated[bool, typer.Option("--feedback/--no-feedback", help="report test outcomes (--no-feedback: the out-of-box mix, nothing learned)")] = True,
+    seed: Annotated[int | None, typer.Option("--seed", help="seed of the session mix")] = None,
 ) -> None:
     """Drive simulated coding-agent sessions (tool loops, test outcomes) through a running stack."""
     from streams.analytics.demo import run_demo
     from streams.analytics.report import service_url
 
-    run_demo(base_url or service_url(_settings(config)), sessions=sessions)
+    run_demo(base_url or service_url(_settings(config)), sessions=sessions, feedback=feedback, seed=seed)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from streams.agents.records import new_id, now_ms
 from streams.agents.topics import Topics
 from streams.config import Settings
 from streams.events.codec import DecodeError, EventCodec
-from streams.routing.bandit import ContextualBandit
+from streams.routing.bandit import ContextualBandit, bandit_for
 
 log = logging.getLogger("weave.policy")
 
@@ -39,7 +39,7 @@ POLICY_NAME = "bandit"
 
 def base_bandit(settings: Settings) -> ContextualBandit:
     """The shared prior every learner starts from (same arms, priors and parameters on every worker)."""
-    return ContextualBandit.from_settings(settings.routing.bandit, settings.models)
+    return bandit_for(settings)
 
 
 def snapshot_key(policy: str, learner_id: str) -> bytes:

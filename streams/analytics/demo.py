@@ -24,15 +24,21 @@ from rich.table import Table
 
 DIALECTS = ("openai_chat", "openai_responses", "anthropic_messages")
 PASS, FAIL = "TESTS PASSED", "TESTS FAILED"
+# A coding team's day in miniature: a few design questions, many scoped edits and tests, some
+# debugging, look-ups and questions. Each task type calls for its own tier (routing.task_tiers).
 TASKS = (
-    "Fix the failing test in tests/test_parser.py: the tokenizer drops the last token.",
-    "Add a --dry-run flag to the deploy command and cover it with a unit test.",
-    "Refactor the retry helper into a decorator without changing behaviour.",
-    "The CSV export writes dates in local time; make it UTC and update the tests.",
-    "Explain why the cache hit rate dropped after the last change and fix the key function.",
-    "Implement pagination for GET /users (limit/offset) with tests.",
+    "Plan the migration of the nightly jobs from cron to a worker pool: outline the steps, risks and trade-offs.",
+    "Design the module boundaries for splitting billing out of the monolith before we start coding.",
+    "Add a --dry-run flag to the deploy command.",
     "Rename the config field timeout to timeout_s everywhere, keeping backward compatibility.",
+    "Implement pagination for GET /users (limit/offset).",
+    "Refactor the retry helper into a decorator without changing behaviour.",
+    "Write unit tests for the CSV exporter's date handling.",
+    "Add test cases covering empty input and unicode to the tokenizer tests.",
+    "Fix the failing test in tests/test_parser.py: the tokenizer drops the last token.",
     "Fix the race in the connection pool that makes test_concurrent_checkout flaky.",
+    "Where is the retry policy configured, and which modules use it?",
+    "What does the --since option of the report command accept?",
 )
 TOOLS = [
     {"name": "read_file", "description": "Read a file from the repository",

@@ -236,6 +236,27 @@ def summary(client: Client, since: datetime, until: datetime, prices: Prices | N
     return _json(out)
 
 
+TIER_NAMES = ("frontier", "strong", "standard", "cheap")
+
+
+def tier_mix(models_rows: Sequence[dict[str, Any]], tiers: dict[str, str]) -> list[dict[str, Any]]:
+    """The model mix by catalogue tier: requests, share and cost per tier (``tiers``: model -> tier;
+    a model no longer configured counts as ``unknown``), frontier first."""
+    total = sum(int(r.get("requests") or 0) for r in models_rows)
+    acc: dict[str, dict[str, Any]] = {}
+    for r in models_rows:
+        tier = tiers.get(str(r.get("model")), "unknown")
+        row = acc.setdefault(tier, {"tier": tier, "requests": 0, "cost_usd": 0.0, "models": []})
+        row["requests"] += int(r.get("requests") or 0)
+        row["cost_usd"] += float(r.get("cost_usd") or 0.0)
+        row["models"].append(r.get("model"))
+    order = {t: i for i, t in enumerate(TIER_NAMES)}
+    out = sorted(acc.values(), key=lambda row: order.get(row["tier"], len(order)))
+    for row in out:
+        row["share"] = row["requests"] / total if total else None
+    return out
+
+
 def models(client: Client, since: datetime, until: datetime, prices: Prices | None = None) -> list[dict[str, Any]]:
     """Per served model: traffic, cost, savings, tokens, overhead and success (see module doc)."""
     return _breakdown(client, since, until, "model", prices)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.routing.features import text_features
+
 
 @dataclass(slots=True)
 class Task:
@@ -110,12 +112,13 @@ _WORD = re.compile(r"[a-z0-9_]+")
 
 
 def task_context(task: Task, *, buckets: int = 16) -> dict[str, float]:
-    """A generic context for one task: hashed bag of words of the prompt plus its features.
+    """A generic context for one task: the prompt's text features (as the router computes them for a
+    request's current turn), a hashed bag of words, and the task's own features.
 
     Numeric features keep their value; strings become ``key=value`` indicators (category, repo,
     difficulty ...). Word counts go into ``buckets`` hashed slots so the context stays small.
     """
-    ctx: dict[str, float] = {}
+    ctx: dict[str, float] = text_features(task.prompt)  # the router's own text features
     words = _WORD.findall(task.prompt.lower())
     if words:
         for w in words:

@@ -175,6 +175,7 @@ class GatewayCopy:
 
     def on_policy(self, bandit: ContextualBandit, version: int) -> None:
         # Called on the event loop by the follower: one reference swap, like Router.set_policy.
+        bandit.keep_decision_state(self.policy)
         self.policy, self.version = bandit, version
         self.swaps += 1
         self.changed.set()
@@ -379,6 +380,7 @@ def run_kafka_replay(
     embedded: bool | None = None,
     max_lag: int = DEFAULT_KAFKA_MAX_LAG,
     sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S,
+    quality_target: float | None = None,
 ) -> KafkaComparison:
     """``weave-router replay --through-kafka``: the replay through the topics and the learner agent,
     next to the in-process replay on the same seeds (same task orders, same settings).
@@ -389,6 +391,8 @@ def run_kafka_replay(
     """
     matrix = dataset_dir if isinstance(dataset_dir, OutcomeMatrix) else load_dataset(dataset_dir)
     settings = bandit_settings(config)
+    if quality_target is not None:
+        settings = settings.model_copy(update={"quality_target": quality_target})
     bootstrap = bootstrap_servers or _bootstrap(config)
     broker: EmbeddedBroker | None = None
     if bootstrap is None:

@@ -131,7 +131,7 @@ class CandidateModel:
     """The candidate policy as P(arm | logged record)."""
 
     def __init__(self, settings: Settings, bandit: BanditLike | None = None, *, draws: int = 32, seed: int = 0) -> None:
-        from streams.routing.bandit import ContextualBandit
+        from streams.routing.bandit import bandit_for
 
         default = settings.frontier_default()
         if default is None:
@@ -142,7 +142,7 @@ class CandidateModel:
         self.default = default
         self.sigma = settings.routing.bandit.sigma
         if bandit is None:
-            bandit = ContextualBandit.from_settings(settings.routing.bandit, settings.models)
+            bandit = bandit_for(settings)
         # Our own copy with its own seed: scoring never moves the candidate's state, and is repeatable.
         self.bandit = copy.deepcopy(bandit)
         if hasattr(self.bandit, "_rng"):

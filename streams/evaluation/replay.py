@@ -22,7 +22,7 @@ import numpy as np
 
 from streams.config import ModelSettings, Settings, Tier, load_settings
 from streams.evaluation.datasets import OutcomeMatrix, load_dataset, task_context
-from streams.routing.bandit import ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, ContextualBandit, priors_from_models
+from streams.routing.bandit import ATTEMPT_KEY, ATTEMPTS_LEFT_KEY, ContextualBandit
 from streams.routing.settings import BanditSettings
 
 PASS_THRESHOLD = 0.5  # a graded score below this counts as a failed attempt (worth escalating)
@@ -30,10 +30,10 @@ KNOB_FACTORS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # "usd" cost scale: k
 # "relative" cost scale: beta is already in units of the dearest model's cost, the same on any data.
 RELATIVE_KNOBS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.5, 2.5, 5.0)
 REGRET_POINTS = 50
-# A coding agent retrying a failed task with another (usually stronger) model: up to five runs in
-# all. On real agent data the fourth and fifth attempts are what lift a cascade of cheap models
-# above the best single model (hard tasks are solved by a different model, not by the same one).
-DEFAULT_MAX_ATTEMPTS = 5
+# A coding agent retrying a failed task with another (usually stronger) model: up to three runs in
+# all, what a team would tolerate before a human looks (hard tasks are solved by a different model,
+# not by the same one).
+DEFAULT_MAX_ATTEMPTS = 3
 # ``--through-kafka``: outcomes the gateway's policy may be behind before a decision waits for the
 # learner (see streams.evaluation.kafka_replay, "Staleness").
 DEFAULT_KAFKA_MAX_LAG = 8
@@ -106,12 +106,20 @@ def simulate(
     order: Sequence[int],
     max_attempts: int,
     contexts: Sequence[dict[str, float]] | None = None,
+    label_noise: float = 0.0,
+    noise_seed: int = 0,
 ) -> list[Session]:
-    """Run one pass over the tasks in ``order``; the policy learns only from cells it paid for."""
+    """Run one pass over the tasks in ``order``; the policy learns only from cells it paid for.
+
+    ``label_noise``: the share of attempts whose outcome the router is told wrong (a flaky test
+    suite, an agent's own tests that miss the bug). The router learns and stops its cascade on
+    what it is told; the session is scored on the truth.
+    """
     contexts = contexts if contexts is not None else [task_context(t) for t in matrix.tasks]
     model_index = {m: j for j, m in enumerate(matrix.models)}
+    flips = np.random.default_rng([noise_seed, 0x5EED]) if label_noise > 0 else None
     sessions: list[Session] = []
-    for t in order:
+    for step, t in enumerate(order):
         tried: list[str] = []
         attempts: list[Attempt] = []
         for k in range(1, max_attempts + 1):
@@ -123,13 +131,24 @@ def simulate(
                 break
             arm, propensity, confidence = policy.predict_one(ctx, arms)
             success, cost = outcomes.pay(t, model_index[arm])
-            policy.learn_outcome(ctx, arm, success, cost)
+            told = success
+            if flips is not None and flips.random() < label_noise:
+                told = 1.0 - success
+            learn(policy, ctx, arm, told, cost, float(step))
             attempts.append(Attempt(arm, success, cost, propensity, confidence))
             tried.append(arm)
-            if success >= PASS_THRESHOLD:
+            if told >= PASS_THRESHOLD:
                 break
         sessions.append(Session(int(t), attempts))
     return sessions
+
+
+def learn(policy: ReplayPolicy, ctx: dict[str, float], arm: str, success: float, cost: float, ts: float) -> None:
+    """``learn_outcome`` with the task's position as the clock, for policies that forget."""
+    try:
+        policy.learn_outcome(ctx, arm, success, cost, ts=ts)  # type: ignore[call-arg]
+    except TypeError:
+        policy.learn_outcome(ctx, arm, success, cost)
 
 
 # ---- catalogue --------------------------------------------------------------------------------
@@ -148,18 +167,17 @@ def catalogue(matrix: OutcomeMatrix) -> list[ModelSettings]:
     return [ModelSettings(name=m, provider="replay", tier=tier_of[m]) for m in matrix.models]
 
 
-def make_bandit(matrix: OutcomeMatrix, settings: BanditSettings, *, beta: float, seed: int) -> ContextualBandit:
+def make_bandit(
+    matrix: OutcomeMatrix, settings: BanditSettings, *, beta: float, seed: int, quality_target: float | None = None
+) -> ContextualBandit:
+    """The production bandit (``ContextualBandit.from_settings``) on the matrix's catalogue: the
+    frontier default is the dearest model, as a router configured with these prices would have it.
+    ``quality_target`` overrides the settings' (a point of the target sweep)."""
     models = catalogue(matrix)
-    priors = priors_from_models(models, cost_per_decision=matrix.mean_cost())
-    return ContextualBandit(
-        [m.name for m in models],
-        priors=priors,
-        alpha=settings.alpha,
-        beta=beta,
-        exploration=settings.exploration,
-        cost_scale=settings.cost_scale,
-        seed=seed,
-    )
+    frontier = max(models, key=lambda m: matrix.mean_cost()[m.name]).name
+    own = settings.model_copy(update={"beta": beta, "seed": seed,
+                                      "quality_target": quality_target or settings.quality_target})
+    return ContextualBandit.from_settings(own, models, cost_per_decision=matrix.mean_cost(), reference_arm=frontier)
 
 
 # ---- reference points -------------------------------------------------------------------------
@@ -265,6 +283,8 @@ class ReplayReport:
     models_chosen: dict[str, float] = field(default_factory=dict)
     single_models: list[dict[str, Any]] = field(default_factory=list)
     meets_target: bool = False
+    quality_target: float | None = None  # the curve's knob is the target when set, else beta
+    label_noise: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -317,13 +337,15 @@ def _run_once(
     max_attempts: int,
     contexts: list[dict[str, float]],
     policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None,
+    label_noise: float = 0.0,
 ) -> SeedRun:
     order = task_order(matrix, seed)
     if policy_factory is not None:
         policy = policy_factory(matrix, settings, beta, seed)
     else:
         policy = make_bandit(matrix, settings, beta=beta, seed=seed)
-    sessions = simulate(matrix, policy, PaidOutcomes(matrix), order=order, max_attempts=max_attempts, contexts=contexts)
+    sessions = simulate(matrix, policy, PaidOutcomes(matrix), order=order, max_attempts=max_attempts,
+                        contexts=contexts, label_noise=label_noise, noise_seed=seed)
     return score_run(matrix, settings, beta=beta, order=order, sessions=sessions)
 
 
@@ -346,6 +368,9 @@ def bandit_settings(config: Settings | BanditSettings | str | Path | None) -> Ba
     return load_settings(config).routing.bandit
 
 
+TARGET_KNOBS = (0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99, 1.0)
+
+
 def run_replay(
     dataset_dir: str | Path | OutcomeMatrix,
     *,
@@ -355,35 +380,43 @@ def run_replay(
     knob_values: Sequence[float] | None = None,
     curve: bool = True,
     policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None = None,
+    quality_target: float | None = None,
+    label_noise: float = 0.0,
 ) -> ReplayReport:
-    """Replay the learned policy over ``seeds`` task orders; knob = beta, the cost weight."""
+    """Replay the learned policy over ``seeds`` task orders.
+
+    The knob of the curve is the quality target when one is set (here or in the settings), else
+    beta, the cost weight. ``label_noise`` flips that share of the outcomes the router is told.
+    """
     matrix = dataset_dir if isinstance(dataset_dir, OutcomeMatrix) else load_dataset(dataset_dir)
     settings = bandit_settings(config)
+    if quality_target is not None:
+        settings = settings.model_copy(update={"quality_target": quality_target})
     base_seed = settings.seed or 0
     contexts = [task_context(t) for t in matrix.tasks]
 
-    def runs(beta: float) -> list[SeedRun]:
+    def runs(own: BanditSettings) -> list[SeedRun]:
         return [
-            _run_once(
-                matrix,
-                settings,
-                beta=beta,
-                seed=base_seed + i,
-                max_attempts=max_attempts,
-                contexts=contexts,
-                policy_factory=policy_factory,
-            )
+            _run_once(matrix, own, beta=own.beta, seed=base_seed + i, max_attempts=max_attempts,
+                      contexts=contexts, policy_factory=policy_factory, label_noise=label_noise)
             for i in range(seeds)
         ]
 
-    main = runs(settings.beta)
+    main = runs(settings)
+    target = settings.quality_target
     points: list[dict[str, float]] | None = None
     if curve:
         points = []
-        for knob in (
-            knob_values if knob_values is not None else default_knobs(matrix, settings.beta, settings.cost_scale)
-        ):
-            rs = main if knob == settings.beta else runs(knob)
+        if target is not None:
+            knobs = list(knob_values) if knob_values is not None else sorted(set(TARGET_KNOBS) | {target})
+        else:
+            knobs = list(knob_values) if knob_values is not None else default_knobs(
+                matrix, settings.beta, settings.cost_scale)
+        for knob in knobs:
+            if knob == (target if target is not None else settings.beta):
+                rs = main
+            else:
+                rs = runs(settings.model_copy(update={"quality_target": knob} if target is not None else {"beta": knob}))
             points.append(
                 {
                     "knob": float(knob),
@@ -391,7 +424,9 @@ def run_replay(
                     "cost_per_task": float(np.mean([r.cost for r in rs])),
                 }
             )
-    return build_report(matrix, settings, main, seeds=seeds, max_attempts=max_attempts, points=points)
+    report = build_report(matrix, settings, main, seeds=seeds, max_attempts=max_attempts, points=points)
+    report.label_noise = label_noise
+    return report
 
 
 def build_report(
@@ -458,5 +493,6 @@ def build_report(
         regret=[{"task": float(t), "regret": float(regret_curve[t - 1])} for t in marks],
         models_chosen=dict(sorted(chosen.items(), key=lambda kv: -kv[1])),
         single_models=single,
+        quality_target=settings.quality_target,
         meets_target=bool(s_mean >= best_s and c_mean <= 0.25 * best_c),
     )

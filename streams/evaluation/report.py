@@ -27,8 +27,10 @@ def render_table(report: ReplayReport, console: Console | None = None) -> None:
     t.add_column("success", justify="right")
     t.add_column("cost / task (USD)", justify="right")
     t.add_column("vs best", justify="right")
+    knob = f"quality target {report.quality_target:g}" if report.quality_target is not None else f"beta={report.beta:g}"
+    noise = f", label noise {report.label_noise:g}" if report.label_noise else ""
     t.add_row(
-        f"learned ({report.exploration}, beta={report.beta:g})",
+        f"learned ({report.exploration}, {knob}{noise})",
         f"{report.success_rate:.3f} ± {report.success_std:.3f}",
         f"{report.cost_per_task:.4g} ± {report.cost_std:.2g}",
         f"success x{report.success_vs_best:.3f}, cost x{report.cost_vs_best:.3f}",
@@ -49,12 +51,16 @@ def render_table(report: ReplayReport, console: Console | None = None) -> None:
         "",
     )
     console.print(t)
-    curve = Table(title=f"cost-quality curve (knob = beta)   AIQ {report.aiq:.3f}   APGR {report.apgr:.3f}")
-    curve.add_column("beta", justify="right")
+    name = "quality target" if report.quality_target is not None else "beta"
+    curve = Table(title=f"cost-quality curve (knob = {name})   AIQ {report.aiq:.3f}   APGR {report.apgr:.3f}")
+    curve.add_column(name, justify="right")
     curve.add_column("success", justify="right")
     curve.add_column("cost / task", justify="right")
+    curve.add_column("vs best", justify="right")
     for p in report.curve:
-        curve.add_row(f"{p['knob']:.4g}", f"{p['success_rate']:.3f}", f"{p['cost_per_task']:.4g}")
+        vs = (f"x{p['success_rate'] / report.best_success_rate:.3f} at x{p['cost_per_task'] / report.best_cost_per_task:.3f}"
+              if report.best_success_rate and report.best_cost_per_task else "")
+        curve.add_row(f"{p['knob']:.4g}", f"{p['success_rate']:.3f}", f"{p['cost_per_task']:.4g}", vs)
     console.print(curve)
     verdict = "meets" if report.meets_target else "misses"
     console.print(
@@ -146,6 +152,8 @@ def main(
     console: Console | None = None,
     through_kafka: bool = False,
     kafka_max_lag: int = DEFAULT_KAFKA_MAX_LAG,
+    quality_target: float | None = None,
+    label_noise: float = 0.0,
 ) -> ReplayReport:
     """What ``weave-router replay`` runs: replay, print the table, write JSON and PNG if asked.
 
@@ -159,10 +167,11 @@ def main(
         from streams.evaluation.kafka_replay import run_kafka_replay
 
         comparison = run_kafka_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config,
-                                      max_lag=kafka_max_lag)
+                                      max_lag=kafka_max_lag, quality_target=quality_target)
         result = comparison.kafka
     else:
-        result = run_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config, knob_values=knobs)
+        result = run_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config, knob_values=knobs,
+                            quality_target=quality_target, label_noise=label_noise)
     render_table(result, console)
     if comparison is not None:
         render_comparison(comparison, console)
@@ -182,11 +191,14 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--report")
     ap.add_argument("--plot")
     ap.add_argument("--through-kafka", action="store_true", help="learn through the real topics and learner agent")
+    ap.add_argument("--quality-target", type=float, default=None)
+    ap.add_argument("--label-noise", type=float, default=0.0)
     ap.add_argument("--kafka-max-lag", type=int, default=DEFAULT_KAFKA_MAX_LAG,
                     help="outcomes the gateway's policy may be behind before a decision waits (0: strict)")
     a = ap.parse_args(argv)
     main(a.dataset, a.config, a.seeds, a.max_attempts, a.report, a.plot,
-         through_kafka=a.through_kafka, kafka_max_lag=a.kafka_max_lag)
+         through_kafka=a.through_kafka, kafka_max_lag=a.kafka_max_lag, quality_target=a.quality_target,
+         label_noise=a.label_noise)
     return 0
 
 

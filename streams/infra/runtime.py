@@ -26,10 +26,10 @@ from streams.reliability.redact import install
 def make_router(settings: Settings) -> Any:
     """The routing policy the gateway serves with: the learned bandit (hot-swapped by the policy
     follower) behind the configured routes, with canary/shadow experiments when configured."""
-    from streams.routing.bandit import ContextualBandit
+    from streams.routing.bandit import bandit_for
     from streams.routing.experiments import build_router
 
-    return build_router(settings, ContextualBandit.from_settings(settings.routing.bandit, settings.models))
+    return build_router(settings, bandit_for(settings))
 
 
 def feedback_handler(

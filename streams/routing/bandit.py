@@ -32,16 +32,17 @@ import json
 import math
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from river import proba
 
 from streams.routing.features import TASK_TYPES
+from streams.routing.quality import QualityCalibrator, pessimistic, reference_column
 
 if TYPE_CHECKING:
-    from streams.config import ModelSettings
+    from streams.config import ModelSettings, Settings
     from streams.routing.settings import BanditSettings
 
 Exploration = Literal["thompson", "ucb"]
@@ -60,7 +61,20 @@ TIER_PRIOR: dict[str, proba.Beta] = {
 REFERENCE_INPUT_TOKENS = 20_000
 REFERENCE_OUTPUT_TOKENS = 1_000
 SNAPSHOT_FORMAT = 1
+TIER_RANK = {"cheap": 0, "standard": 1, "strong": 2, "frontier": 3}
+# Task-type prior (see ``task_prior_success``): success of a model of the tier a task calls for,
+# and what each tier below loses. Strong enough (``TASK_PRIOR_STRENGTH`` pseudo-observations) to
+# hold the first sessions, weak enough that a few dozen outcomes of one task type move it.
+TASK_PRIOR_OK = 0.8
+TASK_PRIOR_DROP = 0.25
+TASK_PRIOR_STRENGTH = 4.0
+# Text of the current turn: hashed word n-grams arrive as context keys ``t:<bucket>`` (see
+# ``streams.routing.features.text_features``) and get a block of their own, normalised on its own,
+# so a long prompt's words neither drown the other features nor vanish among them.
+TEXT_PREFIX = "t:"
 MAX_ATTEMPT_SLOTS = 16
+# Forgetting rebases the statistics this many times per half-life (see ``ContextualBandit._rebase``).
+REBASE_STEPS = 32
 # Context keys the cascade reads (both optional): 1-based attempt number within the session, and
 # how many attempts remain after this one.
 ATTEMPT_KEY = "attempt"
@@ -105,17 +119,34 @@ class ArmPrior:
     # costs are heavy-tailed (one run can cost 10-20x the mean): one such run must not make an
     # arm look ten times dearer for the rest of the session.
     cost_strength: float = 10.0
+    # Prior success per task type (the router's ``task=<type>`` context), from the tier each task
+    # type calls for (``routing.task_tiers``): what the bandit believes before any outcome, so a
+    # fresh router puts planning on a frontier model and a rename on a standard one.
+    task_success: Mapping[str, float] = field(default_factory=dict)
+
+
+def task_prior_success(task_tier: str, arm_tier: str) -> float:
+    """Prior success of a model of ``arm_tier`` on a task that calls for ``task_tier``.
+
+    At or above the called tier a model is believed enough (``TASK_PRIOR_OK``); each tier below
+    loses ``TASK_PRIOR_DROP``. A stronger tier than called earns nothing in the prior: paying for it
+    has to be learned.
+    """
+    gap = TIER_RANK.get(task_tier, 1) - TIER_RANK.get(arm_tier, 1)
+    return max(0.05, TASK_PRIOR_OK - TASK_PRIOR_DROP * max(0, gap))
 
 
 def priors_from_models(
     models: Iterable[ModelSettings],
     *,
     cost_per_decision: Mapping[str, float] | None = None,
+    task_tiers: Mapping[str, str] | None = None,
 ) -> dict[str, ArmPrior]:
     """Priors from the model catalogue: cost from price (or a measured cost), success from tier.
 
     ``cost_per_decision`` overrides the price-derived cost, e.g. the mean cost per task of an
-    outcome matrix, or the mean cost observed in production.
+    outcome matrix, or the mean cost observed in production. ``task_tiers`` (task type -> the tier
+    it calls for) adds a prior success per (task type, tier).
     """
     priors: dict[str, ArmPrior] = {}
     for m in models:
@@ -124,12 +155,25 @@ def priors_from_models(
             cost = float(cost_per_decision[m.name])
         else:
             cost = m.cost_usd(REFERENCE_INPUT_TOKENS, REFERENCE_OUTPUT_TOKENS)
+        tasks = {t: task_prior_success(tier, m.tier) for t, tier in (task_tiers or {}).items() if t in TASK_TYPES}
         priors[m.name] = ArmPrior(
             success=beta.alpha / (beta.alpha + beta.beta),
             cost_usd=cost,
             strength=float(beta.alpha + beta.beta),
+            task_success=tasks,
         )
     return priors
+
+
+def bandit_for(settings: Settings, **kwargs: object) -> ContextualBandit:
+    """The learned policy for a service's settings: its models, task tiers and frontier default."""
+    return ContextualBandit.from_settings(
+        settings.routing.bandit,
+        settings.models,
+        task_tiers=settings.routing.task_tiers,
+        reference_arm=settings.frontier_default(),
+        **kwargs,
+    )
 
 
 def _slot(name: str, dim: int) -> int:
@@ -164,6 +208,11 @@ class ContextualBandit:
         cascade: bool = True,
         cost_scale: CostScale = "usd",
         seed: int | None = None,
+        text_dim: int = 64,
+        text_weight: float = 1.0,
+        quality_target: float | None = None,
+        reference_arm: str | None = None,
+        half_life: float | None = None,
     ) -> None:
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -173,6 +222,15 @@ class ContextualBandit:
         self.cost_scale: CostScale = cost_scale
         self.exploration: Exploration = exploration
         self.dim = int(dim)
+        self.text_dim = max(0, int(text_dim))
+        self.text_weight = float(text_weight)  # norm of the text block relative to the other features
+        # Quality target (see ``streams.routing.quality``): keep this share of the reference arm's
+        # (the frontier default's) success at the least cost; None: maximise U = alpha*p - beta*c.
+        self.quality_target = None if quality_target is None else float(quality_target)
+        self.reference_arm = reference_arm
+        # Forgetting: evidence loses half its weight every ``half_life`` units of the clock passed to
+        # ``learn_outcome(ts=...)``; None keeps everything (a stationary world).
+        self.half_life = None if half_life is None or half_life <= 0 else float(half_life)
         self.noise = float(noise)  # variance of one outcome around its mean (Bernoulli at p=0.5)
         self.context_prior_var = float(context_prior_var)  # how far one arm may differ from the rest
         self.shared_prior_var = float(shared_prior_var)  # how much context moves every arm
@@ -196,7 +254,7 @@ class ContextualBandit:
         self._last_idx = np.zeros(0, dtype=np.intp)
         self.arms: list[str] = []
         self._index: dict[str, int] = {}
-        d = self.dim + HEAD
+        d = self._d = self.dim + HEAD + self.text_dim
         self._A = np.zeros((0, d, d))  # posterior precision, per arm
         self._A0 = np.zeros((0, d, d))  # prior precision (kept to merge exactly)
         self._b = np.zeros((0, d))  # precision-weighted mean, per arm
@@ -226,6 +284,10 @@ class ContextualBandit:
         # Outcomes per (arm, attempt bucket): count and success sum. Sums only, so merges are exact.
         self._cell = np.zeros((0, RETRY_BUCKETS + 1, 2))
         self._retry_cache: tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._clock = 0.0  # forgetting: the time the statistics are weighted at (see ``_rebase``)
+        self._quality: QualityCalibrator | None = None  # built on the first quality-target decision
+        self._last_all: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
+        self._cost_unit: tuple[int, float] = (-1, 1.0)  # (arms when computed, value)
         for arm in arms:
             self._ensure_arm(arm)
 
@@ -236,21 +298,29 @@ class ContextualBandit:
         models: Iterable[ModelSettings],
         *,
         cost_per_decision: Mapping[str, float] | None = None,
+        task_tiers: Mapping[str, str] | None = None,
+        reference_arm: str | None = None,
         **kwargs: object,
     ) -> ContextualBandit:
+        """The bandit a router runs: priors from the catalogue (and task tiers), knobs from settings.
+
+        The gateway, the workers, the replay and the off-policy evaluator all build it here.
+        """
         models = list(models)
-        priors = priors_from_models(models, cost_per_decision=cost_per_decision)
-        return cls(
-            [m.name for m in models],
-            priors=priors,
-            alpha=settings.alpha,
-            beta=settings.beta,
-            exploration=settings.exploration,
-            explore_scale=settings.explore_scale,
-            cost_scale=settings.cost_scale,
-            seed=settings.seed,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        priors = priors_from_models(models, cost_per_decision=cost_per_decision, task_tiers=task_tiers)
+        params: dict[str, object] = {
+            "alpha": settings.alpha,
+            "beta": settings.beta,
+            "exploration": settings.exploration,
+            "explore_scale": settings.explore_scale,
+            "cost_scale": settings.cost_scale,
+            "seed": settings.seed,
+            "quality_target": settings.quality_target,
+            "half_life": settings.half_life,
+            "reference_arm": reference_arm,
+        }
+        params.update(kwargs)
+        return cls([m.name for m in models], priors=priors, **params)  # type: ignore[arg-type]
 
     # ---- arms -------------------------------------------------------------------------------
 
@@ -259,11 +329,17 @@ class ContextualBandit:
         if i is not None:
             return i
         prior = self.priors.get(arm, ArmPrior())
-        d = self.dim + HEAD
+        d = self._d
         a0 = np.eye(d) / self.context_prior_var
         a0[0, 0] = prior.strength / self.noise  # bias: strength pseudo-observations of success
         b0 = np.zeros(d)
         b0[0] = prior.strength * prior.success / self.noise
+        for task, p in prior.task_success.items():
+            # The task-type slot's prior mean is the task's offset from the arm's overall prior.
+            t = TASK_SLOTS.get("task=" + task)
+            if t is not None:
+                a0[t, t] = TASK_PRIOR_STRENGTH / self.noise
+                b0[t] = a0[t, t] * (float(p) - prior.success)
         cov = np.linalg.inv(a0)
         self._A = np.concatenate([self._A, a0[None]])
         self._A0 = np.concatenate([self._A0, a0[None]])
@@ -288,6 +364,8 @@ class ContextualBandit:
         slots = self._slots
         log1p, copysign = math.log1p, math.copysign
         tasks: list[tuple[int, float]] = []
+        text: list[tuple[int, float]] = []
+        text_dim = self.text_dim
         for name, value in context.items():
             if not value or name in _HEAD_KEYS:
                 continue
@@ -295,15 +373,33 @@ class ContextualBandit:
             if t is not None:
                 tasks.append((t, min(max(float(value), -1.0), 1.0)))
                 continue
+            if name.startswith(TEXT_PREFIX):
+                if text_dim:
+                    s = slots.get(name)
+                    if s is None:
+                        s = slots[name] = _slot(name, text_dim)
+                    text.append((s, float(value)))
+                continue
             s = slots.get(name)
             if s is None:
                 s = slots[name] = HEAD + _slot(name, self.dim)
             v = float(value)
             vals[s] += copysign(log1p(abs(v)), v)  # signed log: token counts and flags comparable
-        x = np.array(vals)
-        norm = math.sqrt(float(x @ x))
+        if text_dim:
+            block = [0.0] * text_dim
+            for s, v in text:
+                block[s] += v
+            tx = np.array(block)
+            tnorm = math.sqrt(float(tx @ tx))
+            if tnorm > 0:
+                tx *= self.text_weight / tnorm
+            x = np.concatenate([np.array(vals), tx])
+        else:
+            x = np.array(vals)
+        core = x[: self.dim + HEAD]  # a view: normalising it leaves the text block as it is
+        norm = math.sqrt(float(core @ core))
         if norm > 0:
-            x /= norm  # unit norm: the context can move an arm's estimate, not swamp its bias
+            core /= norm  # unit norm: the context can move an arm's estimate, not swamp its bias
         x[0] = 1.0
         for t, value in tasks:
             x[t] = value
@@ -336,6 +432,7 @@ class ContextualBandit:
             # rates of retries, moved decisions more by noise than by signal in replays.
             p_mean, p_std = self._retry_estimates(min(attempt, RETRY_BUCKETS))
         cost = self._cost_sum / self._cost_n * self._cost_factor(context)
+        self._last_all = (p_mean, p_std)
         return p_mean[idx], p_std[idx], cost[idx]
 
     def _retry_estimates(self, k: int, *, wide_std: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -405,8 +502,10 @@ class ContextualBandit:
         """
         if self.cost_scale != "relative" or not self.arms:
             return 1.0
-        top = float(np.max(self._cost_sum0 / self._cost_n0))
-        return top if top > 0 else 1.0
+        if self._cost_unit[0] != len(self.arms):  # priors change only when an arm is added
+            top = float(np.max(self._cost_sum0 / self._cost_n0))
+            self._cost_unit = (len(self.arms), top if top > 0 else 1.0)
+        return self._cost_unit[1]
 
     def continuation_value(self, context: Mapping[str, float]) -> float:
         """Expected reward of the rest of the cascade if this attempt fails (0 without attempts left)."""
@@ -463,6 +562,8 @@ class ContextualBandit:
         # Draws of success are clipped to [0, 1]: an arm whose cost exceeds what a certain success
         # is worth can never win a draw, so it is never explored for nothing.
         retry = int(context.get(ATTEMPT_KEY, 0) or 0) >= 2
+        if self.quality_target is not None and not retry:
+            return self._predict_quality(arms, p_mean, p_std, cost)
         scale = self.retry_explore_scale if retry else self.explore_scale
         explore = self._score(context, np.clip(p_mean + scale * p_std * z, 0.0, 1.0), cost_term)
         best_per_draw = explore.argmax(axis=1)
@@ -478,6 +579,42 @@ class ContextualBandit:
         post = self.alpha * np.clip(p_mean + p_std * z, 0.0, 1.0) - cost_term
         confidence = float(np.mean(post[:, k] >= post.max(axis=1) - self.margin))
         return arms[k], propensity, confidence
+
+    def _predict_quality(
+        self, arms: list[str], p_mean: np.ndarray, p_std: np.ndarray, cost: np.ndarray
+    ) -> tuple[str, float, float]:
+        """Quality-target decision (see ``streams.routing.quality``): the arm maximising a Thompson
+        draw of ``p - price * cost``, with the price calibrated on the recent traffic."""
+        assert self.quality_target is not None
+        if self._quality is None:
+            self._quality = QualityCalibrator(seed=self.seed)
+        self._quality.observe(*self._last_all)
+        c = cost / self.cost_unit()
+        idx = self._last_idx
+        ref = reference_column(arms, self.reference_arm, self._b0[idx, 0] / self._A0[idx, 0, 0])
+        price = self._quality.price(idx, c, ref, self.quality_target, self.explore_scale)
+        z = self._rng.standard_normal((self.draws, len(arms)))
+        credit = pessimistic(p_mean, p_std, ref)
+        explore = np.clip(credit + self.explore_scale * p_std * z, 0.0, 1.0) - price * c
+        best_per_draw = explore.argmax(axis=1)
+        k = int(best_per_draw[0])
+        propensity = float(np.count_nonzero(best_per_draw == k)) / self.draws
+        # Confidence: posterior probability (unscaled draws) that the pick keeps the target share
+        # of the reference arm's success: what sigma guards when the pick leaves the task's prior.
+        post = np.clip(p_mean + p_std * z, 0.0, 1.0)
+        confidence = float(np.mean(post[:, k] >= self.quality_target * post[:, ref] - self.margin))
+        return arms[k], propensity, confidence
+
+    def keep_decision_state(self, previous: object) -> None:
+        """Carry the serving process's own state (the quality calibrator's recent traffic) over from
+        the policy this one replaces: a hot swap changes the evidence, not the traffic served."""
+        quality = getattr(previous, "_quality", None)
+        if isinstance(quality, QualityCalibrator) and self._quality is None:
+            self._quality = quality
+
+    def quality_price(self) -> float | None:
+        """The current Lagrange price of cost (success per cost unit), once a target decision ran."""
+        return None if self._quality is None else self._quality._price
 
     def _score(self, context: Mapping[str, float], p: np.ndarray, cost_term: np.ndarray) -> np.ndarray:
         """What the decision maximises, per draw (rows) and arm (columns).
@@ -511,11 +648,18 @@ class ContextualBandit:
         self._learn(i, self._vector(context), success, None)
         self._learn_attempt(context, i, success, cost)
 
-    def learn_outcome(self, context: dict[str, float], arm: str, success: float, cost_usd: float) -> None:
-        """Learn from one observed outcome: ``success`` in [0, 1] and what the call cost."""
+    def learn_outcome(
+        self, context: Mapping[str, float], arm: str, success: float, cost_usd: float, ts: float | None = None
+    ) -> None:
+        """Learn from one observed outcome: ``success`` in [0, 1] and what the call cost.
+
+        ``ts`` is when it was observed (any clock: seconds in production, the task index in a
+        replay); with ``half_life`` set, older evidence counts less.
+        """
         i = self._ensure_arm(arm)
-        self._learn(i, self._vector(context), float(success), float(cost_usd))
-        self._learn_attempt(context, i, float(success), float(cost_usd))
+        weight = self._weight(ts)
+        self._learn(i, self._vector(context), float(success), float(cost_usd), weight)
+        self._learn_attempt(context, i, float(success), float(cost_usd), weight)
 
     def learn_many(self, records: Iterable[tuple[Mapping[str, float], str, float, float]]) -> int:
         """``learn_outcome`` for each ``(context, arm, success, cost_usd)`` in order; returns how many.
@@ -532,6 +676,11 @@ class ContextualBandit:
         n = len(rows)
         if n == 0:
             return 0
+        if self.half_life is not None and any(len(r) > 4 for r in rows):
+            # Timestamped outcomes under forgetting: each carries its own weight, so one by one.
+            for r in rows:
+                self.learn_outcome(r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else None)  # type: ignore[misc]
+            return n
         idx = np.fromiter((self._ensure_arm(arm) for _, arm, _, _ in rows), dtype=np.intp, count=n)
         X = np.stack([self._vector(ctx) for ctx, _, _, _ in rows])
         success = [float(r[2]) for r in rows]
@@ -575,8 +724,16 @@ class ContextualBandit:
         np.add.at(self._cell, (idx, buckets), cells)
         return n
 
-    def _learn_attempt(self, context: Mapping[str, float], i: int, success: float, cost: float) -> None:
+    def _learn_attempt(
+        self, context: Mapping[str, float], i: int, success: float, cost: float, weight: float = 1.0
+    ) -> None:
         k = int(context.get(ATTEMPT_KEY, 0) or 0)
+        if weight != 1.0:
+            success_w, cost_w = weight * success, weight * cost
+            if 0 < k <= MAX_ATTEMPT_SLOTS:
+                self._att[k] += (weight, success_w, cost_w, weight * self._cost_sum0[i] / self._cost_n0[i])
+            self._cell[i, min(max(k, 1), RETRY_BUCKETS)] += (weight, weight * min(max(success, 0.0), 1.0))
+            return
         if 0 < k <= MAX_ATTEMPT_SLOTS:
             self._att[k] += (1.0, success, cost, self._cost_sum0[i] / self._cost_n0[i])
         # Bucket 1 holds first attempts (and decisions outside a cascade): the reference strength.
@@ -585,8 +742,8 @@ class ContextualBandit:
     def reward(self, success: float, cost_usd: float) -> float:
         return self.alpha * success - self.beta * cost_usd
 
-    def _learn(self, i: int, x: np.ndarray, success: float, cost: float | None) -> None:
-        w = 1.0 / self.noise
+    def _learn(self, i: int, x: np.ndarray, success: float, cost: float | None, weight: float = 1.0) -> None:
+        w = weight / self.noise
         self._A[i] += w * np.outer(x, x)
         self._b[i] += w * success * x
         cov = self._cov[i]
@@ -599,8 +756,8 @@ class ContextualBandit:
         self._scov -= np.outer(sx, sx) * (w / (1.0 + w * (x @ sx)))
         self._smu = self._scov @ self._s
         if cost is not None:
-            self._cost_sum[i] += cost
-            self._cost_n[i] += 1.0
+            self._cost_sum[i] += weight * cost
+            self._cost_n[i] += weight
         self._pulls[i] += 1.0
         self.version += 1
 
@@ -610,38 +767,100 @@ class ContextualBandit:
         """Add ``other``'s updates to ours: exact on the sufficient statistics.
 
         Both learners must share the same priors; if both started from a snapshot that already
-        held data, pass it as ``base`` so that data is not counted twice.
+        held data, pass it as ``base`` so that data is not counted twice. With forgetting, every
+        side is first weighted at the latest clock of the three, so the sum is what one learner
+        that saw every outcome would hold.
         """
-        if other.dim != self.dim or other.noise != self.noise:
-            raise ValueError("cannot merge bandits with different dim/noise")
+        if other.dim != self.dim or other.noise != self.noise or other.text_dim != self.text_dim:
+            raise ValueError("cannot merge bandits with different dim/noise/text_dim")
+        clock = max(self._clock, other._clock, base._clock if base is not None else self._clock)
+        if self.half_life is not None:
+            self._rebase(clock, force=True)
+        fo = other._decay_to(clock)
+        fb = base._decay_to(clock) if base is not None else 1.0
         for arm in other.arms:
             self._ensure_arm(arm)
         for arm in other.arms:
             i, j = self._index[arm], other._index[arm]
-            ref_a, ref_b = other._A0[j], other._b0[j]
-            ref_cs, ref_cn = other._cost_sum0[j], other._cost_n0[j]
-            ref_pulls = 0.0
-            if base is not None and arm in base._index:
-                k = base._index[arm]
-                ref_a, ref_b = base._A[k], base._b[k]
-                ref_cs, ref_cn, ref_pulls = base._cost_sum[k], base._cost_n[k], base._pulls[k]
-            self._A[i] += other._A[j] - ref_a
-            self._b[i] += other._b[j] - ref_b
-            self._cost_sum[i] += other._cost_sum[j] - ref_cs
-            self._cost_n[i] += other._cost_n[j] - ref_cn
-            self._pulls[i] += other._pulls[j] - ref_pulls
-            ref_cell = base._cell[base._index[arm]] if base is not None and arm in base._index else 0.0
-            self._cell[i] += other._cell[j] - ref_cell
+            k = base._index.get(arm) if base is not None else None
+
+            def delta(name: str, prior: str | None, _j: int = j, _k: int | None = k) -> np.ndarray:
+                got = other._at(name, prior, _j, fo)
+                if _k is None or base is None:
+                    return got - (getattr(other, prior)[_j] if prior else 0.0)
+                return got - base._at(name, prior, _k, fb)
+
+            self._A[i] += delta("_A", "_A0")
+            self._b[i] += delta("_b", "_b0")
+            self._cost_sum[i] += delta("_cost_sum", "_cost_sum0")
+            self._cost_n[i] += delta("_cost_n", "_cost_n0")
+            self._cell[i] += delta("_cell", None)
+            self._pulls[i] += other._pulls[j] - (base._pulls[k] if base is not None and k is not None else 0.0)
             self._cov[i] = np.linalg.inv(self._A[i])
             self._mu[i] = self._cov[i] @ self._b[i]
-        self._att += other._att - (base._att if base is not None else 0.0)
-        ref_s, ref_sv = (base._S, base._s) if base is not None else (other._S0, other._s0)
-        self._S += other._S - ref_s
-        self._s += other._s - ref_sv
+        self._att += fo * other._att - (fb * base._att if base is not None else 0.0)
+        if base is not None:
+            ref_s = base._S0 + fb * (base._S - base._S0)
+            ref_sv = base._s0 + fb * (base._s - base._s0)
+        else:
+            ref_s, ref_sv = other._S0, other._s0
+        self._S += other._S0 + fo * (other._S - other._S0) - ref_s
+        self._s += other._s0 + fo * (other._s - other._s0) - ref_sv
         self._scov = np.linalg.inv(self._S)
         self._smu = self._scov @ self._s
         self.version += other.version - (base.version if base is not None else 0)
         self._retry_cache = None
+
+    # ---- forgetting -------------------------------------------------------------------------
+
+    def _decay_to(self, clock: float) -> float:
+        """Weight of this learner's evidence when read at ``clock`` (1 without forgetting)."""
+        if self.half_life is None or clock <= self._clock:
+            return 1.0
+        return float(0.5 ** ((clock - self._clock) / self.half_life))
+
+    def _at(self, name: str, prior: str | None, j: int, factor: float) -> np.ndarray:
+        """Arm ``j``'s statistic ``name`` with its evidence (the part above ``prior``) scaled."""
+        value = getattr(self, name)[j]
+        if factor == 1.0:
+            return value
+        base = getattr(self, prior)[j] if prior else 0.0
+        return base + factor * (value - base)
+
+    def _rebase(self, clock: float, *, force: bool = False) -> None:
+        """Weigh every statistic at ``clock``: evidence shrinks towards the prior by the half-life.
+
+        Done every ``half_life / REBASE_STEPS`` of the clock (or on a merge), not per outcome: it
+        re-inverts every arm's precision. Between rebases an outcome is added with its exact weight
+        relative to the current clock, so the sums stay exact whatever the rebase points.
+        """
+        if self.half_life is None or clock <= self._clock:
+            return
+        if not force and clock - self._clock < self.half_life / REBASE_STEPS:
+            return
+        f = 0.5 ** ((clock - self._clock) / self.half_life)
+        self._A = self._A0 + f * (self._A - self._A0)
+        self._b = self._b0 + f * (self._b - self._b0)
+        self._cost_sum = self._cost_sum0 + f * (self._cost_sum - self._cost_sum0)
+        self._cost_n = self._cost_n0 + f * (self._cost_n - self._cost_n0)
+        self._cell = f * self._cell
+        self._att = f * self._att
+        self._S = self._S0 + f * (self._S - self._S0)
+        self._s = self._s0 + f * (self._s - self._s0)
+        if len(self.arms):
+            self._cov = np.linalg.inv(self._A)
+            self._mu = np.einsum("aij,aj->ai", self._cov, self._b)
+        self._scov = np.linalg.inv(self._S)
+        self._smu = self._scov @ self._s
+        self._clock = float(clock)
+        self._retry_cache = None
+
+    def _weight(self, ts: float | None) -> float:
+        """Weight of an outcome observed at ``ts`` relative to the statistics' clock."""
+        if self.half_life is None or ts is None:
+            return 1.0
+        self._rebase(float(ts))
+        return float(0.5 ** ((self._clock - float(ts)) / self.half_life))
 
     def snapshot(self) -> bytes:
         """Serialise to bytes (npz + JSON header, no pickle: safe to read from a shared topic)."""
@@ -667,8 +886,17 @@ class ContextualBandit:
                 "cascade": self.cascade,
                 "cost_scale": self.cost_scale,
                 "seed": self.seed,
+                "text_dim": self.text_dim,
+                "text_weight": self.text_weight,
+                "quality_target": self.quality_target,
+                "reference_arm": self.reference_arm,
+                "half_life": self.half_life,
             },
-            "priors": {a: [p.success, p.cost_usd, p.strength, p.cost_strength] for a, p in self.priors.items()},
+            "clock": self._clock,
+            "priors": {
+                a: [p.success, p.cost_usd, p.strength, p.cost_strength, dict(p.task_success)]
+                for a, p in self.priors.items()
+            },
             "rng": self._rng.bit_generator.state,
         }
         buf = io.BytesIO()
@@ -702,7 +930,10 @@ class ContextualBandit:
             if meta.get("format") != SNAPSHOT_FORMAT:
                 raise ValueError(f"unknown bandit snapshot format {meta.get('format')!r}")
             priors = {a: ArmPrior(*v) for a, v in meta["priors"].items()}
-            bandit = cls(priors=priors, **meta["params"])
+            params = dict(meta["params"])
+            params.setdefault("text_dim", 0)  # snapshots from before the text block had none
+            bandit = cls(priors=priors, **params)
+            bandit._clock = float(meta.get("clock", 0.0))
             bandit.arms = list(meta["arms"])
             bandit._index = {a: i for i, a in enumerate(bandit.arms)}
             bandit._A, bandit._A0 = z["A"].copy(), z["A0"].copy()

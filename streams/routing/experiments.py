@@ -107,9 +107,9 @@ def candidate_router(settings: Settings, spec: CandidateSettings | str | Path, b
     own, base = cs.routing.bandit, settings.routing.bandit
     same = (own.alpha, own.beta, own.exploration, own.seed) == (base.alpha, base.beta, base.exploration, base.seed)
     if not same:
-        from streams.routing.bandit import ContextualBandit
+        from streams.routing.bandit import bandit_for
 
-        bandit = ContextualBandit.from_settings(own, cs.models)
+        bandit = bandit_for(cs)
     return Router(cs, bandit=bandit)
 
 

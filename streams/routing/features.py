@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -148,8 +149,11 @@ class Features:
     hint_max_cost_usd: float = 0.0
     hint_latency: str = ""
     background: bool = False
+    language: str = ""  # the most named source-file extension in the current turn (py, ts, go ...)
     # The last real user text (not sent to logs; the classifier reads it).
     task_text: str = field(default="", repr=False)
+    # Its hashed n-grams (``text_features``), memoised per turn by the extractor; None: not computed.
+    text: dict[str, float] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat and JSON-able, without the prompt text (logs must not carry content)."""
@@ -181,10 +185,38 @@ class Features:
         v["client=" + self.client] = 1.0
         if self.hint_tier:
             v["hint_tier=" + self.hint_tier] = 1.0
+        if self.language:
+            v["language=" + self.language] = 1.0
+        if self.task_text:
+            v.update(self.text if self.text is not None else text_features(self.task_text))
         return v
 
 
-_LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Features) if f.name != "task_text")
+_LOG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Features) if f.name not in ("task_text", "text"))
+
+TEXT_BUCKETS = 4096  # hashed n-gram keys per text (the bandit folds them into its own text block)
+TEXT_SCAN = 800  # chars of the current turn read for text features: what the user asks comes first
+_TEXT_TOKEN = re.compile(r"[a-z0-9_]+|[^\sa-z0-9_]")
+
+
+def text_features(text: str, *, buckets: int = TEXT_BUCKETS) -> dict[str, float]:
+    """Hashed word unigrams and bigrams of ``text`` (first ``TEXT_SCAN`` chars), as ``t:<bucket>`` counts.
+
+    What tells a hard prompt from an easy one within a task type: its words ("race", "flaky",
+    "rename", "typo") and short phrases. One pass over a bounded slice, so it fits the decision
+    budget on any request; crc32 keeps the buckets the same in every process. Punctuation and
+    digits count as tokens: in math and code prompts they carry much of the difficulty.
+    """
+    tokens = _TEXT_TOKEN.findall(text[:TEXT_SCAN].lower())
+    out: dict[str, float] = {}
+    crc = zlib.crc32
+    prev = ""
+    for tok in tokens:
+        for gram in (tok, prev + " " + tok) if prev else (tok,):
+            key = "t:" + str(crc(gram.encode()) % buckets)
+            out[key] = out.get(key, 0.0) + 1.0
+        prev = tok
+    return out
 
 
 def header_map(headers: Mapping[str, str]) -> dict[str, str]:
@@ -297,10 +329,12 @@ def _command_of(args: str) -> str:
 class FeatureExtractor:
     """Turns a canonical request plus headers into ``Features``. Holds only a small memo of tool-set sizes."""
 
-    __slots__ = ("_tool_memo", "_memo_size")
+    __slots__ = ("_tool_memo", "_text_memo", "_memo_size")
 
     def __init__(self, memo_size: int = 256) -> None:
         self._tool_memo: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+        # A turn's text features, by its text: an agent's tool loop repeats the same turn many times.
+        self._text_memo: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._memo_size = memo_size
 
     def __getstate__(self) -> dict[str, Any]:
@@ -308,7 +342,19 @@ class FeatureExtractor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._tool_memo = OrderedDict()
+        self._text_memo = OrderedDict()
         self._memo_size = state["memo_size"]
+
+    def _text(self, text: str) -> dict[str, float]:
+        memo = self._text_memo
+        hit = memo.get(text)
+        if hit is not None:
+            memo.move_to_end(text)
+            return hit
+        out = memo[text] = text_features(text)
+        if len(memo) > self._memo_size:
+            memo.popitem(last=False)
+        return out
 
     def extract(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str = "") -> Features:
         h = headers if isinstance(headers, dict) and all(k.islower() for k in headers) else header_map(headers)
@@ -380,9 +426,14 @@ class FeatureExtractor:
         sample = last_user_text[-ENTROPY_SAMPLE:]
         f.prompt_entropy = round(bigram_entropy(sample), 4)
         f.task_text = last_user_text[:TASK_TEXT_LIMIT]
+        f.text = self._text(f.task_text[:TEXT_SCAN]) if f.task_text else None
         bounded = last_user_text[:20_000]
         code_blocks += bounded.count("```") // 2
-        files.update(_FILE_RE.findall(bounded[:4000]))
+        named = _FILE_RE.findall(bounded[:4000])
+        files.update(named)
+        if named:
+            exts = [n.rsplit(".", 1)[-1] for n in named]
+            f.language = max(sorted(set(exts)), key=exts.count)
 
         self._stage(f, messages, files)
         f.n_code_blocks = code_blocks
@@ -555,4 +606,5 @@ __all__ = [
     "bigram_entropy",
     "detect_client",
     "header_map",
+    "text_features",
 ]

@@ -195,6 +195,54 @@ class PolicyContext:
     sigma: float
     bandit: BanditLike | None
     explore_below_sigma: float = 0.0
+    # routing.task_tiers: the tier each task type calls for before any outcome (the prior).
+    task_tiers: Mapping[str, str] = field(default_factory=dict)
+
+
+def struggle(f: Features, session: SessionState | None) -> tuple[int, str]:
+    """How many tiers a session's own signals lift the floor, and why: a failed outcome, the agent
+    looping or repeating failing tool calls (stage ``stuck``), tests failing again after an edit."""
+    level, why = 0, []
+    failures = session.failures if session is not None else 0
+    if failures:
+        level += min(failures, 2)
+        why.append(f"{failures} failed outcome(s)/check(s)")
+    if f.stage == "stuck" and not failures:
+        level += 1
+        why.append("the agent is looping")
+    if f.stage == "failing_tests" and session is not None and session.failing_tests_seen > 1 and not failures:
+        level += 1
+        why.append("tests failing again")
+    return level, ", ".join(why)
+
+
+def prior_tier(f: Features, session: SessionState | None, ctx: PolicyContext) -> tuple[str | None, str]:
+    """The tier the task type calls for, lifted by the session's struggle; (None, "") without a prior."""
+    base = ctx.task_tiers.get(f.task)
+    if base is None:
+        return None, ""
+    lift, why = struggle(f, session)
+    rank = min(TIER_ORDER.get(base, 1) + lift, TIER_ORDER["frontier"])
+    tier = next(t for t, r in TIER_ORDER.items() if r == rank)
+    note = f"task {f.task} calls for {base}" + (f", lifted to {tier}: {why}" if lift and tier != base else "")
+    return tier, note
+
+
+def floor_model(arms: Sequence[str], tier: str, catalog: Catalog, f: Features) -> str | None:
+    """The cheapest of ``arms`` at ``tier``, else at the nearest stronger tier, else the strongest arm."""
+    want = TIER_ORDER.get(tier, 1)
+    ranked: dict[int, list[str]] = {}
+    for a in arms:
+        m = catalog.get(a)
+        if m is not None:
+            ranked.setdefault(TIER_ORDER.get(m.tier, 1), []).append(a)
+    for r in range(want, len(TIER_ORDER)):
+        if ranked.get(r):
+            return catalog.cheapest(ranked[r], f)
+    for r in range(want - 1, -1, -1):
+        if ranked.get(r):
+            return catalog.cheapest(ranked[r], f)
+    return None
 
 
 class Pattern:
@@ -301,17 +349,44 @@ class ParallelPattern(Pattern):
 
 
 class BanditPattern(Pattern):
+    """The learned policy, guarded by the task-type prior.
+
+    The bandit's pick stands when it is at or above the tier the task calls for (``task_tiers``,
+    lifted when the session struggles), or when it is confident (``sigma``) that going below pays.
+    An unconfident pick below the prior gets the prior's model instead: sigma guards deviations
+    from the prior, not every cheaper choice. Task types without a prior fall back to the frontier
+    default, as before there was one.
+    """
+
     name = "bandit"
 
     def choose(self, f: Features, session: SessionState | None, ctx: PolicyContext) -> Choice:
         arms, note = ctx.catalog.eligible(self.pool(ctx), f)
         default = ctx.frontier_default
+        tier, why = prior_tier(f, session, ctx)
+        floor = floor_model(arms, tier, ctx.catalog, f) if tier is not None else None
         if ctx.bandit is None:
+            if floor is not None:
+                return Choice(floor, _join(f"no learned policy loaded: {why} -> {floor}", note), confidence=0.0)
             return Choice(default, "no learned policy loaded: frontier default", confidence=0.0)
         context = f.vector()
         arm, propensity, confidence = ctx.bandit.predict_one(context, arms)
+        picked = f"bandit picked {arm} (confidence {confidence:.2f}, propensity {propensity:.2f})"
+        if floor is not None and tier is not None:
+            arm_tier = ctx.catalog.models[arm].tier if arm in ctx.catalog.models else "standard"
+            if TIER_ORDER.get(arm_tier, 1) >= TIER_ORDER.get(tier, 1) or arm == floor:
+                return Choice(arm, _join(f"{picked}; {why}: prior holds", note), confidence=confidence,
+                              propensity=propensity, context=context)
+            if confidence >= ctx.sigma:
+                return Choice(arm, _join(f"{picked}; {why}: below it at confidence >= sigma {ctx.sigma:.2f}", note),
+                              confidence=confidence, propensity=propensity, context=context)
+            fallback, fallback_why = floor, f"{why}: prior's {floor}"
+        else:
+            if confidence >= ctx.sigma:
+                return Choice(arm, _join(picked, note), confidence=confidence, propensity=propensity, context=context)
+            fallback, fallback_why = default, f"frontier default {default}"
         explore = ctx.explore_below_sigma
-        if confidence < ctx.sigma and session is not None and explore > 0 and _bucket(session.session_id) < explore:
+        if session is not None and explore > 0 and _bucket(session.session_id) < explore:
             return Choice(
                 arm,
                 _join(f"exploring: bandit picked {arm} at confidence {confidence:.2f} < sigma {ctx.sigma:.2f} "
@@ -320,23 +395,11 @@ class BanditPattern(Pattern):
                 propensity=propensity * explore,
                 context=context,
             )
-        if confidence < ctx.sigma:
-            return Choice(
-                default,
-                _join(
-                    f"bandit picked {arm} at confidence {confidence:.2f} < sigma {ctx.sigma:.2f}: "
-                    f"frontier default {default}",
-                    note,
-                ),
-                confidence=confidence,
-                propensity=1.0,
-                context=context,
-            )
         return Choice(
-            arm,
-            _join(f"bandit picked {arm} (confidence {confidence:.2f}, propensity {propensity:.2f})", note),
+            fallback,
+            _join(f"bandit picked {arm} at confidence {confidence:.2f} < sigma {ctx.sigma:.2f}: {fallback_why}", note),
             confidence=confidence,
-            propensity=propensity,
+            propensity=1.0,
             context=context,
         )
 

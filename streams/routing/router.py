@@ -94,6 +94,9 @@ class Router:
             snapshot = ContextualBandit.restore(bytes(snapshot))
         if not isinstance(snapshot, BanditLike):
             raise TypeError(f"set_policy: {type(snapshot).__name__} has no predict_one/learn_one")
+        keep = getattr(snapshot, "keep_decision_state", None)
+        if keep is not None and self.bandit is not None:
+            keep(self.bandit)
         self.bandit = snapshot
         if version is None:
             version = int(getattr(snapshot, "version", self.policy_version + 1) or 0)
@@ -174,7 +177,7 @@ class Router:
 
         bandit_settings = self.settings.routing.bandit
         ctx = PolicyContext(self.catalog, self.frontier_default, bandit_settings.sigma, self.bandit,
-                            bandit_settings.explore_below_sigma)
+                            bandit_settings.explore_below_sigma, self.settings.routing.task_tiers)
         choice = self._choose(route, f, session, ctx)
         model, reason = self._sticky(f, session, choice)
         session.requests += 1
@@ -213,7 +216,10 @@ class Router:
     def _note_stuck(self, f: Features, session: SessionState, route: CompiledRoute) -> None:
         # Entering a loop (same tool call repeated) is a failed check: a cascade escalates once per episode.
         stuck = f.stage == "stuck"
-        if stuck and not session.stuck and isinstance(route.pattern, CascadePattern):
+        if f.stage == "failing_tests" and session.last_stage != "failing_tests":
+            session.failing_tests_seen += 1  # a new failing run, not the same one seen again
+        session.last_stage = f.stage
+        if stuck and not session.stuck and isinstance(route.pattern, CascadePattern | BanditPattern):
             session.failures += 1
             session.cascade_level += 1
             session.escalation_pending = True

@@ -112,6 +112,9 @@ class SessionState:
     last_decision_id: str = ""
     last_context: dict[str, float] | None = None
     last_arm: str = ""
+    # Requests that arrived with failing tests in their recent history ("tests failing again").
+    failing_tests_seen: int = 0
+    last_stage: str = ""
 
 
 class SessionStore:

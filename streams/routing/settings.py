@@ -56,7 +56,37 @@ class BanditSettings(BaseModel):
             "about the frontier default and confidence in cheaper models cannot grow"
         ),
     )
+    quality_target: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "share of the frontier default's success rate to keep (e.g. 0.95): the router then "
+            "minimises cost subject to that, estimated on the recent traffic with its own uncertainty; "
+            "unset: maximise U = alpha * success - beta * cost (beta is the advanced knob)"
+        ),
+    )
+    half_life: float | None = Field(
+        None,
+        gt=0.0,
+        description=(
+            "forget old evidence: an outcome counts half after this many seconds (replays: tasks); "
+            "unset: never forget"
+        ),
+    )
     seed: int | None = None
+
+
+# The tier each task type calls for, before any outcome: the learner's prior per (task type, tier).
+DEFAULT_TASK_TIERS: dict[str, str] = {
+    "planning": "frontier",  # system design, architecture: the expensive mistakes
+    "debugging": "strong",  # a failure's cause; escalates to frontier when the session struggles
+    "implementation": "standard",  # well-scoped edits: a fast standard model
+    "test_writing": "standard",  # tests and triage: a mid model
+    "search": "cheap",  # context gathering, look-ups
+    "chat": "cheap",
+    "background": "cheap",  # titles, summaries, topic checks
+}
 
 
 class RuleSettings(BaseModel):
@@ -160,6 +190,13 @@ class RoutingSettings(BaseModel):
     auto_models: list[str] = Field(default_factory=lambda: ["router/auto"])
     default_model: str | None = Field(None, description="frontier default used below the confidence threshold")
     classifier: Literal["rules", "embedding"] = "rules"
+    task_tiers: dict[str, Literal["frontier", "strong", "standard", "cheap"]] = Field(
+        default_factory=lambda: dict(DEFAULT_TASK_TIERS),
+        description=(
+            "task type -> the tier it calls for with no outcome yet (the learned policy's prior; sigma "
+            "guards choices below it); a type left out has no prior beyond its model's tier"
+        ),
+    )
     bandit: BanditSettings = Field(default_factory=BanditSettings)
     routes: list[RouteSettings] = Field(default_factory=list)
     decision_cache_ttl_s: float = 30.0

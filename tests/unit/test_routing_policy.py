@@ -204,16 +204,46 @@ def test_bandit_pattern_delegates_and_falls_back_below_sigma() -> None:
     assert d.propensity == 0.7 and d.confidence == 0.99 and d.policy_version == 7
     context, arms = confident.calls[-1]
     assert context["client=claude_code"] == 1.0 and "bias" in context
-    assert set(arms) == {"claude-opus-sim", "claude-haiku-sim", "gpt-frontier-sim", "gpt-mini-sim", "deepseek-sim"}
+    assert set(arms) == {"claude-opus-sim", "claude-sonnet-sim", "claude-haiku-sim", "gpt-frontier-sim", "gpt-mini-sim",
+                         "deepseek-sim"}
 
     unsure = FakeBandit("deepseek-sim", 0.4, 0.6)
     safe = {"explore_below_sigma": 0.0}  # the product default; the embedded demo config explores
-    d = ask(Router(default_settings(routes=[], decision_cache_size=0, bandit=safe), bandit=unsure), "Implement the parser")
+    r = Router(default_settings(routes=[], decision_cache_size=0, bandit=safe), bandit=unsure)
+    # Below sigma, a pick under the tier the task calls for gets the prior's model: implementation
+    # calls for a standard model, planning for a frontier one.
+    d = ask(r, "Implement the parser")
+    assert d.model == "gpt-mini-sim"
+    assert "0.60 < sigma 0.95" in d.reason and "task implementation calls for standard" in d.reason
+    d = ask(r, "Plan the architecture of the new billing service: module boundaries and trade-offs")
+    assert d.model == "gpt-frontier-sim" and "task planning calls for frontier" in d.reason  # the cheapest frontier
+    # Without a prior for the task type, the frontier default guards (as before task tiers).
+    r = Router(default_settings(routes=[], decision_cache_size=0, bandit=safe, task_tiers={}), bandit=unsure)
+    d = ask(r, "Implement the parser")
     assert d.model == "claude-opus-sim"  # Settings.frontier_default()
     assert "0.60 < sigma 0.95" in d.reason and "frontier default" in d.reason
 
-    d = ask(router([]), "Implement the parser")  # no bandit loaded at all
-    assert d.model == "claude-opus-sim" and "no learned policy" in d.reason
+    d = ask(router([]), "Implement the parser")  # no bandit loaded at all: the task's prior tier
+    assert d.model == "gpt-mini-sim" and "no learned policy" in d.reason
+
+
+def test_bandit_pick_at_or_above_the_prior_tier_stands_below_sigma() -> None:
+    unsure = FakeBandit("gpt-frontier-sim", 0.4, 0.3)
+    r = Router(default_settings(routes=[], decision_cache_size=0, bandit={"explore_below_sigma": 0.0}), bandit=unsure)
+    d = ask(r, "Implement the parser")
+    assert d.model == "gpt-frontier-sim" and "prior holds" in d.reason
+
+
+def test_a_struggling_session_lifts_the_prior_tier() -> None:
+    unsure = FakeBandit("deepseek-sim", 0.4, 0.3)
+    r = Router(default_settings(routes=[], decision_cache_size=0, bandit={"explore_below_sigma": 0.0},
+                                sticky_sessions=False), bandit=unsure)
+    hdrs = {"x-router-session": "struggle-1"}
+    d = r.decide(request([user("Implement the parser")]), hdrs, requested_model="router/auto")
+    assert d.model == "gpt-mini-sim"
+    r.record_outcome("struggle-1", False)  # the tests failed: one tier up, standard -> strong
+    d = r.decide(request([user("Implement the parser, again")]), hdrs, requested_model="router/auto")
+    assert d.model == "claude-sonnet-sim" and "lifted to strong: 1 failed outcome" in d.reason
 
 
 def test_bandit_arms_respect_tier_and_cost_hints() -> None:
@@ -246,7 +276,7 @@ def test_a_share_of_sessions_explores_below_sigma() -> None:
     explored = [d for d in decisions if d.model == "deepseek-sim"]
     assert 0.4 < len(explored) / len(decisions) < 0.6
     assert all("exploring" in d.reason and d.propensity == 0.4 * 0.5 for d in explored)
-    assert all(d.model == "claude-opus-sim" for d in decisions if d not in explored)
+    assert all(d.model == "gpt-mini-sim" for d in decisions if d not in explored)  # the prior's model
     # A session keeps its side: asking again in an exploring session explores again.
     again = r.decide(request([user("Implement the parser")]), {"x-session-id": explored[0].session_id},
                      requested_model="router/auto")

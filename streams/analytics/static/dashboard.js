@@ -105,6 +105,13 @@ function renderSummary(s, fb) {
     cell(tr, fmt.ms(m.overhead_ms_p99), "overhead_ms_p99", m.overhead_ms_p99, "num");
     cell(tr, `${fmt.int(m.input_tokens)} / ${fmt.int(m.output_tokens)}`, "tokens", `${m.input_tokens}/${m.output_tokens}`, "num");
   });
+  fillTable("tiers-table", s.tiers || [], "tier", (tr, t) => {
+    cell(tr, t.tier, "tier", t.tier);
+    cell(tr, fmt.int(t.requests), "requests", t.requests, "num");
+    cell(tr, fmt.pct(t.share), "share", t.share, "num");
+    cell(tr, fmt.usd(t.cost_usd), "cost_usd", t.cost_usd, "num");
+    cell(tr, (t.models || []).join(", "), "models", (t.models || []).join(","));
+  });
 }
 
 function renderBreakdown(id, key, rows) {
