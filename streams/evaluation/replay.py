@@ -145,10 +145,22 @@ def simulate(
 
 def learn(policy: ReplayPolicy, ctx: dict[str, float], arm: str, success: float, cost: float, ts: float) -> None:
     """``learn_outcome`` with the task's position as the clock, for policies that forget."""
+    learn_outcome: Any = policy.learn_outcome
     try:
-        policy.learn_outcome(ctx, arm, success, cost, ts=ts)  # type: ignore[call-arg]
-    except TypeError:
-        policy.learn_outcome(ctx, arm, success, cost)
+        learn_outcome(ctx, arm, success, cost, ts=ts)
+    except TypeError:  # a policy without a clock
+        learn_outcome(ctx, arm, success, cost)
+
+
+def swap_skills(matrix: OutcomeMatrix, order: Sequence[int], a: str, b: str, *, at: int) -> OutcomeMatrix:
+    """Drift: the matrix in which models ``a`` and ``b`` trade their outcomes for every task that
+    arrives at position ``at`` or later of ``order`` (costs stay: a model does not change price)."""
+    ia, ib = matrix.models.index(a), matrix.models.index(b)
+    success = matrix.success.copy()
+    late = np.asarray(order[at:], dtype=np.intp)
+    success[late, ia], success[late, ib] = matrix.success[late, ib], matrix.success[late, ia]
+    return OutcomeMatrix(f"{matrix.name}-drift", matrix.tasks, matrix.models, success, matrix.cost, matrix.calls,
+                         matrix.meta)
 
 
 # ---- catalogue --------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import math
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from river import proba
@@ -165,7 +165,7 @@ def priors_from_models(
     return priors
 
 
-def bandit_for(settings: Settings, **kwargs: object) -> ContextualBandit:
+def bandit_for(settings: Settings, **kwargs: Any) -> ContextualBandit:
     """The learned policy for a service's settings: its models, task tiers and frontier default."""
     return ContextualBandit.from_settings(
         settings.routing.bandit,
@@ -209,7 +209,7 @@ class ContextualBandit:
         cost_scale: CostScale = "usd",
         seed: int | None = None,
         text_dim: int = 64,
-        text_weight: float = 1.0,
+        text_weight: float = 2.0,
         quality_target: float | None = None,
         reference_arm: str | None = None,
         half_life: float | None = None,
@@ -678,8 +678,9 @@ class ContextualBandit:
             return 0
         if self.half_life is not None and any(len(r) > 4 for r in rows):
             # Timestamped outcomes under forgetting: each carries its own weight, so one by one.
-            for r in rows:
-                self.learn_outcome(r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else None)  # type: ignore[misc]
+            for row in rows:
+                r: tuple[Any, ...] = tuple(row)
+                self.learn_outcome(r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else None)
             return n
         idx = np.fromiter((self._ensure_arm(arm) for _, arm, _, _ in rows), dtype=np.intp, count=n)
         X = np.stack([self._vector(ctx) for ctx, _, _, _ in rows])
@@ -848,7 +849,7 @@ class ContextualBandit:
         self._S = self._S0 + f * (self._S - self._S0)
         self._s = self._s0 + f * (self._s - self._s0)
         if len(self.arms):
-            self._cov = np.linalg.inv(self._A)
+            self._cov = np.asarray(np.linalg.inv(self._A), dtype=np.float64)
             self._mu = np.einsum("aij,aj->ai", self._cov, self._b)
         self._scov = np.linalg.inv(self._S)
         self._smu = self._scov @ self._s

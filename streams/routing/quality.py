@@ -64,12 +64,12 @@ class QualityCalibrator:
 
     def _resize(self, k: int) -> None:
         """Arms were added: keep the rows, new columns start unknown (mean 0: never chosen)."""
-        old = (self._mean, self._std, self._z)
-        self._mean, self._std = np.zeros((self.window, k)), np.zeros((self.window, k))
-        self._z = self._rng.standard_normal((self.window, k))
-        if old[0] is not None:
-            c = min(k, old[0].shape[1])
-            self._mean[:, :c], self._std[:, :c], self._z[:, :c] = (a[:, :c] for a in old)  # type: ignore[index]
+        mean, std = np.zeros((self.window, k)), np.zeros((self.window, k))
+        z = self._rng.standard_normal((self.window, k))
+        if self._mean is not None and self._std is not None and self._z is not None:
+            c = min(k, self._mean.shape[1])
+            mean[:, :c], std[:, :c], z[:, :c] = self._mean[:, :c], self._std[:, :c], self._z[:, :c]
+        self._mean, self._std, self._z = mean, std, z
 
     def price(
         self, idx: np.ndarray, cost: np.ndarray, reference: int, target: float, scale: float

@@ -78,9 +78,10 @@ class BanditSettings(BaseModel):
 
 
 # The tier each task type calls for, before any outcome: the learner's prior per (task type, tier).
-DEFAULT_TASK_TIERS: dict[str, str] = {
+TierName = Literal["frontier", "strong", "standard", "cheap"]
+DEFAULT_TASK_TIERS: dict[str, TierName] = {
     "planning": "frontier",  # system design, architecture: the expensive mistakes
-    "debugging": "strong",  # a failure's cause; escalates to frontier when the session struggles
+    "debugging": "standard",  # triage of a failure; a struggling session lifts it (strong, then frontier)
     "implementation": "standard",  # well-scoped edits: a fast standard model
     "test_writing": "standard",  # tests and triage: a mid model
     "search": "cheap",  # context gathering, look-ups
@@ -190,7 +191,7 @@ class RoutingSettings(BaseModel):
     auto_models: list[str] = Field(default_factory=lambda: ["router/auto"])
     default_model: str | None = Field(None, description="frontier default used below the confidence threshold")
     classifier: Literal["rules", "embedding"] = "rules"
-    task_tiers: dict[str, Literal["frontier", "strong", "standard", "cheap"]] = Field(
+    task_tiers: dict[str, TierName] = Field(
         default_factory=lambda: dict(DEFAULT_TASK_TIERS),
         description=(
             "task type -> the tier it calls for with no outcome yet (the learned policy's prior; sigma "
