@@ -68,7 +68,7 @@ def analytics_routes(get_client: Callable[[], Client], settings: Any = None) -> 
     prices = queries.frontier_prices(settings)
     model_prices = queries.model_prices(settings)
     frontier = settings.frontier_default() if settings is not None else None
-    tiers = {m.name: m.tier for m in settings.models} if settings is not None else {}
+    tiers = queries.model_tiers(settings)
     lock = threading.Lock()
 
     def run(name: str, since: Any, until: Any, params: dict[str, Any]) -> Any:
@@ -90,9 +90,7 @@ def analytics_routes(get_client: Callable[[], Client], settings: Any = None) -> 
                 message = f"analytics query failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                 return JSONResponse({"error": {"type": "storage_error", "message": message}}, status_code=503)
             if name == "summary":
-                for row in data.get("models", []):
-                    row["tier"] = tiers.get(row.get("model"), "unknown")
-                data = {**data, "frontier_model": frontier, "tiers": queries.tier_mix(data.get("models", []), tiers)}
+                data = {**queries.with_tiers(data, tiers), "frontier_model": frontier}
             return JSONResponse(data)
 
         view.__name__ = f"analytics_{name}"

@@ -257,6 +257,17 @@ def tier_mix(models_rows: Sequence[dict[str, Any]], tiers: dict[str, str]) -> li
     return out
 
 
+def with_tiers(summary_row: dict[str, Any], tiers: dict[str, str] | None) -> dict[str, Any]:
+    """A summary with its mix by tier added (``tiers``: the configured model -> tier; none: as is)."""
+    if tiers is None:
+        return summary_row
+    return {**summary_row, "tiers": tier_mix(summary_row.get("models", []), tiers)}
+
+
+def model_tiers(settings: Any) -> dict[str, str] | None:
+    return {m.name: m.tier for m in settings.models} if settings is not None else None
+
+
 def models(client: Client, since: datetime, until: datetime, prices: Prices | None = None) -> list[dict[str, Any]]:
     """Per served model: traffic, cost, savings, tokens, overhead and success (see module doc)."""
     return _breakdown(client, since, until, "model", prices)

@@ -72,16 +72,19 @@ class HttpSource:
 class ClientSource:
     """Runs the views directly on a ClickHouse client."""
 
-    def __init__(self, client: Client, prices: queries.Prices | None = None) -> None:
+    def __init__(self, client: Client, prices: queries.Prices | None = None,
+                 tiers: dict[str, str] | None = None) -> None:
         self.client = client
         self.prices = prices
+        self.tiers = tiers
 
     def describe(self) -> str:
         return "ClickHouse store (direct)"
 
     def view(self, name: str, since: datetime, until: datetime, **params: Any) -> Any:
         try:
-            return queries.run_view(self.client, name, since, until, self.prices, **params)
+            data = queries.run_view(self.client, name, since, until, self.prices, **params)
+            return queries.with_tiers(data, self.tiers) if name == "summary" else data
         except Exception as exc:
             raise SourceError(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
 
@@ -137,7 +140,7 @@ def as_source(source: str | Client | Any, settings: Any = None) -> HttpSource | 
         return HttpSource(source)
     if hasattr(source, "view"):
         return source
-    return ClientSource(source, queries.frontier_prices(settings))
+    return ClientSource(source, queries.frontier_prices(settings), queries.model_tiers(settings))
 
 
 def collect(source: HttpSource | ClientSource | Any, since: datetime, until: datetime) -> dict[str, Any]:

@@ -100,6 +100,12 @@ def check_page_matches_api(page: Any, url: str) -> dict[str, Any]:
             got = row.locator(f'td[data-field="{field}"]').get_attribute("data-value")
             assert same(got, m[field]), (m["model"], field)
     assert page.get_attribute("#models-table", "data-rows") == str(len(summary["models"]))
+    # The mix by tier: every served request counted once, under its model's catalogue tier.
+    assert sum(t["requests"] for t in summary["tiers"]) == summary["requests"]
+    assert page.get_attribute("#tiers-table", "data-rows") == str(len(summary["tiers"]))
+    for t in summary["tiers"]:
+        row = page.locator(f'#tiers-table tr[data-key="{t["tier"]}"]')
+        assert same(row.locator('td[data-field="requests"]').get_attribute("data-value"), t["requests"])
 
     for view, table, key in (("routes", "routes-table", "route"), ("task_types", "task-types-table", "task_type")):
         rows = api(url, view)

@@ -60,6 +60,8 @@ def test_every_view_serves_the_query_result(http: TestClient, store: Any, settin
     body = r.json()
     if view == "summary":
         assert body.pop("frontier_model") == settings.frontier_default()
+        tiers = {m.name: m.tier for m in settings.models}
+        assert body.pop("tiers") == json.loads(json.dumps(queries.tier_mix(want["models"], tiers)))
     assert body == json.loads(json.dumps(want))
 
 

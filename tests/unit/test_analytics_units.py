@@ -125,3 +125,14 @@ def test_service_url_uses_loopback_for_wildcard_hosts() -> None:
     s = load_settings(env={})
     s.server.host = "0.0.0.0"
     assert report.service_url(s) == "http://127.0.0.1:8787"
+
+
+def test_tier_mix_groups_models_by_catalogue_tier() -> None:
+    from streams.analytics.queries import tier_mix
+
+    rows = [{"model": "a", "requests": 6, "cost_usd": 1.0}, {"model": "b", "requests": 3, "cost_usd": 0.5},
+            {"model": "gone", "requests": 1, "cost_usd": 0.1}]
+    mix = tier_mix(rows, {"a": "cheap", "b": "frontier"})
+    assert [t["tier"] for t in mix] == ["frontier", "cheap", "unknown"]
+    assert [t["requests"] for t in mix] == [3, 6, 1] and [t["share"] for t in mix] == [0.3, 0.6, 0.1]
+    assert mix[1]["models"] == ["a"] and mix[0]["cost_usd"] == 0.5
