@@ -47,6 +47,7 @@ from streams.agents.spill import Item, SpillFile
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
 from streams.events.codec import EventCodec
+from streams.infra.capabilities import start_producer
 from streams.routing.decision import Decision
 
 log = logging.getLogger("weave.emitter")
@@ -126,6 +127,7 @@ class KafkaEventSink:
         self._stopping = False
         self._down = True  # until the first successful connect
         self.sent = 0
+        self.idempotent = False  # what the broker granted at the last connect
         self.encode_failures = 0
         self.overflow_spills = 0
         self.last_error = ""
@@ -510,16 +512,17 @@ class KafkaEventSink:
         try:
             async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
                 created = await ensure(self.bootstrap_servers, self.topics, self.partitions, self.replication)
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers,
-                    acks="all",
-                    linger_ms=5,
-                    enable_idempotence=not self.embedded,
-                    request_timeout_ms=int(self.send_timeout_s * 1000),
-                    retry_backoff_ms=100,
-                    **({"max_batch_size": 1} if self.single_record_batches else {}),
-                )
-                await producer.start()
+                producer, self.idempotent = await start_producer(
+                    lambda idempotent: AIOKafkaProducer(
+                        bootstrap_servers=self.bootstrap_servers,
+                        acks="all",
+                        linger_ms=5,
+                        enable_idempotence=idempotent,
+                        request_timeout_ms=int(self.send_timeout_s * 1000),
+                        retry_backoff_ms=100,
+                        **({"max_batch_size": 1} if self.single_record_batches else {}),
+                    ),
+                    self.bootstrap_servers, idempotent=not self.embedded)
         except Exception as exc:
             self.last_error = f"connect: {type(exc).__name__}: {exc}"
             self._down = True

@@ -34,6 +34,7 @@ from streams.agents.records import decision_event, new_id, now_ms
 from streams.agents.topics import MAX_EVENT_BYTES, Topics
 from streams.config import ModelSettings, ProviderSettings, Settings
 from streams.events.codec import EventCodec
+from streams.infra.capabilities import start_producer
 from streams.providers.client import UpstreamClient, UpstreamError
 from streams.providers.failover import candidates
 from streams.providers.upstream import PATHS, auth_headers
@@ -261,13 +262,14 @@ class Publisher:
 
     async def start(self) -> None:
         if self.producer is None:
-            self.producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=self.linger_ms,
-                enable_idempotence=not self.embedded, max_batch_size=256 * 1024,
-                # Policy snapshots grow with the catalogue (~1.1 MB for 24 models): above the 1 MB default.
-                max_request_size=MAX_EVENT_BYTES,
-            )
-            await self.producer.start()
+            self.producer, _ = await start_producer(
+                lambda idempotent: AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers, acks="all", linger_ms=self.linger_ms,
+                    enable_idempotence=idempotent, max_batch_size=256 * 1024,
+                    # Policy snapshots grow with the catalogue (~1.1 MB for 24 models): above the 1 MB default.
+                    max_request_size=MAX_EVENT_BYTES,
+                ),
+                self.bootstrap_servers, idempotent=not self.embedded)
 
     async def stop(self) -> None:
         producer, self.producer = self.producer, None

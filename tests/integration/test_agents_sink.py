@@ -300,3 +300,26 @@ async def test_an_event_the_broker_refuses_goes_to_the_dead_letters_and_blocks_n
     finally:
         await emitter.stop()
         await sink.stop()
+
+
+async def test_a_broker_without_idempotence_is_detected_not_assumed(
+    settings: Settings, broker: str, clickhouse: Any, topics: Topics, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Tansu told apart by what it answers, not by being embedded: a producer configured for a real
+    broker (``embedded=False``) asks for idempotence, is refused, says so once and produces anyway."""
+    sink = make_sink(settings, broker, clickhouse, topics, f"sink-{uuid.uuid4().hex[:6]}")
+    emitter = KafkaEventSink.from_settings(settings, broker, topics=topics, embedded=False, data_dir=tmp_path,
+                                           send_timeout_s=3.0)
+    await sink.start()
+    with caplog.at_level("WARNING", logger="weave.broker"):
+        await emitter.start()
+    try:
+        assert emitter.connected and not emitter.idempotent
+        assert any("does not grant idempotent producers" in r.getMessage() for r in caplog.records)
+        emitter.emit_trace(trace("s-plain", 1))
+        assert await emitter.idle(20)
+        assert await wait_for_count(clickhouse, "SELECT count() FROM traces FINAL", 1) == 1
+    finally:
+        await emitter.stop()
+        await sink.stop()
