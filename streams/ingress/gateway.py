@@ -21,7 +21,7 @@ from streams.providers.client import UpstreamClient
 from streams.providers.failover import Candidate, FailoverPolicy, candidates
 from streams.reliability.keys import VirtualKey
 from streams.reliability.policy import Reliability
-from streams.routing.decision import Decision
+from streams.routing.decision import PASSTHROUGH, Decision
 from streams.translation.canonical import CanonicalRequest
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Gateway:
         return self.passthrough(model, session_id)
 
     def passthrough(
-        self, model: ModelSettings, session_id: str, *, policy: str = "passthrough", reason: str = "model named"
+        self, model: ModelSettings, session_id: str, *, policy: str = PASSTHROUGH, reason: str = "model named"
     ) -> Decision:
         return Decision(
             decision_id=new_id(),
@@ -151,7 +151,7 @@ class Gateway:
             reason=reason,
             confidence=1.0,
             propensity=1.0,
-            route="passthrough",
+            route=PASSTHROUGH,
             ts_ms=int(time.time() * 1000),
         )
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The policy (and route) of a decision for a model the client named: the same over HTTP and Kafka, so
+# analytics and off-policy evaluation tell routed requests from named ones by one value.
+PASSTHROUGH = "passthrough"
+
 
 @dataclass(slots=True)
 class Decision:

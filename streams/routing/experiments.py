@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from streams.config import ConfigError, Settings
-from streams.routing.decision import Decision
+from streams.routing.decision import PASSTHROUGH, Decision
 from streams.routing.features import FeatureExtractor, Features, header_map
 from streams.routing.router import Router
 from streams.routing.sessions import session_identity
@@ -232,7 +232,7 @@ class ExperimentRouter:
         d = self.control.decide(req, headers, requested_model=requested_model, session_id=session_id)
         if self.candidate is not None and self.canary_fraction > 0:
             d.experiment = self.name
-        if self.shadow and d.policy != "explicit" and self._shadowed(d.session_id):
+        if self.shadow and d.policy != PASSTHROUGH and self._shadowed(d.session_id):
             d.experiment = self.name
             self._schedule_shadow(req, headers, requested_model, d)
         elif self._extraction is not None:

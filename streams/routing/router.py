@@ -16,7 +16,7 @@ from typing import Any
 from streams.config import Settings
 from streams.routing.cache import DecisionCache, signature
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, load_labels
-from streams.routing.decision import Decision
+from streams.routing.decision import PASSTHROUGH, Decision
 from streams.routing.features import FeatureExtractor, Features, header_map
 from streams.routing.policy import (
     BanditLike,
@@ -143,7 +143,7 @@ class Router:
         session = self.sessions.touch(sid)
 
         if not self.is_auto(requested_model) and requested_model in self._configured:
-            return self._explicit(f, session, requested_model)
+            return self._named(f, session, requested_model)
 
         self._classify(f)
         fd = f.to_dict()
@@ -268,13 +268,13 @@ class Router:
             return choice.model, f"{choice.reason}; left {current}: {self.catalog.can_serve(current, f)}"
         return current, f"session keeps {current} (policy chose {choice.model}; no switch: {verdict.reason})"
 
-    def _explicit(self, f: Features, session: SessionState, model: str) -> Decision:
+    def _named(self, f: Features, session: SessionState, model: str) -> Decision:
         f.task_source = "none"
         session.requests += 1
         session.model = model
         fd = f.to_dict()
         return self._finish(
-            model, "explicit", f"client asked for configured model {model}", 1.0, 1.0, [], f, fd, session, None
+            model, PASSTHROUGH, f"client asked for configured model {model}", 1.0, 1.0, [], f, fd, session, None
         )
 
     def _finish(
@@ -305,7 +305,7 @@ class Router:
             confidence=float(confidence),
             propensity=float(propensity),
             features=fd,
-            route=route.name if route is not None else "explicit",
+            route=route.name if route is not None else PASSTHROUGH,
             prompt_version=route.prompt_version if route is not None else None,
             fallbacks=fallbacks,
             cached=cached,

@@ -132,7 +132,7 @@ def test_a_failing_canary_candidate_falls_back_to_the_control() -> None:
 def test_explicit_models_are_not_shadowed() -> None:
     r = _experiment(shadow=True, shadow_inline=True)
     d = r.decide(request([user("hi")]), {}, requested_model="gpt-mini-sim")
-    assert d.policy == "explicit" and d.shadow_model is None
+    assert d.policy == "passthrough" and d.shadow_model is None
 
 
 def test_outcomes_reach_the_router_that_served_the_session() -> None:

@@ -43,7 +43,7 @@ def test_decision_fields_are_all_filled() -> None:
 def test_explicit_configured_model_is_passed_through() -> None:
     r = Router(default_settings())
     d = r.decide(request([user("hi")]), {}, requested_model="gpt-mini-sim")
-    assert (d.model, d.policy, d.provider, d.confidence) == ("gpt-mini-sim", "explicit", "sim-openai", 1.0)
+    assert (d.model, d.policy, d.provider, d.confidence) == ("gpt-mini-sim", "passthrough", "sim-openai", 1.0)
 
 
 def test_decision_cache_reuses_within_ttl_only() -> None:
