@@ -49,6 +49,7 @@ class Credit:
     success: float
     cost_usd: float | None  # None: wait for the trace
     fallback_cost: float = 0.0
+    ts_s: float | None = None  # when the outcome was observed: the clock of forgetting (half_life)
 
 
 @dataclass(slots=True)
@@ -201,7 +202,8 @@ class OutcomeJoiner:
     def _credit(self, sid: str, d: _Decision, o: _Outcome, share: int) -> Credit:
         d.credited = True
         fallback = (o.cost_usd / max(1, share)) if o.cost_usd is not None else 0.0
-        return Credit(d.decision_id, sid, d.model, d.context, o.success, self.costs.get(d.decision_id), fallback)
+        return Credit(d.decision_id, sid, d.model, d.context, o.success, self.costs.get(d.decision_id), fallback,
+                      o.ts_ms / 1000.0 if o.ts_ms else None)
 
 
 class Learner:
@@ -275,7 +277,7 @@ class Learner:
 
     def _learn(self, credits: list[Credit]) -> int:
         if credits:
-            self.bandit.learn_many([(c.context, c.model, c.success, float(c.cost_usd or 0.0)) for c in credits])
+            self.bandit.learn_many([(c.context, c.model, c.success, float(c.cost_usd or 0.0), c.ts_s) for c in credits])
         self.updates += len(credits)
         return len(credits)
 

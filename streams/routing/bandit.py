@@ -661,8 +661,8 @@ class ContextualBandit:
         self._learn(i, self._vector(context), float(success), float(cost_usd), weight)
         self._learn_attempt(context, i, float(success), float(cost_usd), weight)
 
-    def learn_many(self, records: Iterable[tuple[Mapping[str, float], str, float, float]]) -> int:
-        """``learn_outcome`` for each ``(context, arm, success, cost_usd)`` in order; returns how many.
+    def learn_many(self, records: Iterable[tuple[Any, ...]]) -> int:
+        """``learn_outcome`` for each ``(context, arm, success, cost_usd[, ts])`` in order; returns how many.
 
         Bit-for-bit the state the sequential calls reach (the learner relies on it: batching must
         not change what it learns). The vector and scalar sums (``b``, ``s``, costs, counts) are
@@ -672,16 +672,16 @@ class ContextualBandit:
         record with the loop's own operations. The means are only read at the end, so they are
         computed once per touched arm instead of once per record.
         """
-        rows = list(records)
-        n = len(rows)
+        timed: list[tuple[Any, ...]] = [tuple(r) for r in records]
+        n = len(timed)
         if n == 0:
             return 0
-        if self.half_life is not None and any(len(r) > 4 for r in rows):
+        if self.half_life is not None and any(len(r) > 4 for r in timed):
             # Timestamped outcomes under forgetting: each carries its own weight, so one by one.
-            for row in rows:
-                r: tuple[Any, ...] = tuple(row)
+            for r in timed:
                 self.learn_outcome(r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else None)
             return n
+        rows = [(r[0], r[1], r[2], r[3]) for r in timed]  # without forgetting the clock does not matter
         idx = np.fromiter((self._ensure_arm(arm) for _, arm, _, _ in rows), dtype=np.intp, count=n)
         X = np.stack([self._vector(ctx) for ctx, _, _, _ in rows])
         success = [float(r[2]) for r in rows]
