@@ -13,8 +13,8 @@ serving it. Records come from a JSONL file or from ClickHouse:
 
 The candidate's probability of each arm for a logged record: the route its features select, then the
 route's pattern; deterministic patterns give probability 1 to their choice, the bandit pattern is
-sampled (``draws`` times, with the sigma fallback to the frontier default) from the candidate's bandit:
-a prior-only one built from its settings, or a learned ``policy`` snapshot. Sessions are not replayed:
+sampled (``draws`` times, through the serving rule: sigma guarding the task's prior tier) from the
+candidate's bandit: a prior-only one built from its settings, or a learned ``policy`` snapshot. Sessions are not replayed:
 stickiness and cascade rungs (state of a session) are not reconstructed, each record is scored alone.
 """
 
@@ -141,6 +141,7 @@ class CandidateModel:
         self.routes = compile_routes(settings.routing.routes, self.catalog)
         self.default = default
         self.sigma = settings.routing.bandit.sigma
+        self.task_tiers = settings.routing.task_tiers
         if bandit is None:
             bandit = bandit_for(settings)
         # Our own copy with its own seed: scoring never moves the candidate's state, and is repeatable.
@@ -154,15 +155,13 @@ class CandidateModel:
         f = _features(record.features)
         fd = f.to_dict() if record.features else {}
         route = select_route(self.routes, fd)
-        ctx = PolicyContext(self.catalog, self.default, self.sigma, self.bandit)
+        ctx = PolicyContext(self.catalog, self.default, self.sigma, self.bandit, task_tiers=self.task_tiers)
         if not isinstance(route.pattern, BanditPattern):
             return {route.pattern.choose(f, None, ctx).model: 1.0}
-        arms, _ = self.catalog.eligible(route.pattern.pool(ctx), f)
         context = dict(record.context) or f.vector()
         counts: dict[str, float] = {}
-        for _ in range(self.draws):
-            arm, _p, confidence = self.bandit.predict_one(context, arms)
-            chosen = self.default if confidence < self.sigma else arm
+        for _ in range(self.draws):  # the serving rule itself (sigma guarding the task's prior tier)
+            chosen = route.pattern.choose(f, None, ctx, context=context).model
             counts[chosen] = counts.get(chosen, 0.0) + 1.0
         return {a: c / self.draws for a, c in counts.items()}
 

@@ -360,7 +360,11 @@ class BanditPattern(Pattern):
 
     name = "bandit"
 
-    def choose(self, f: Features, session: SessionState | None, ctx: PolicyContext) -> Choice:
+    def choose(
+        self, f: Features, session: SessionState | None, ctx: PolicyContext, context: dict[str, float] | None = None
+    ) -> Choice:
+        """``context``: the bandit's context when it is known already (off-policy evaluation replays
+        the logged one); by default the request's features."""
         arms, note = ctx.catalog.eligible(self.pool(ctx), f)
         default = ctx.frontier_default
         tier, why = prior_tier(f, session, ctx)
@@ -369,7 +373,7 @@ class BanditPattern(Pattern):
             if floor is not None:
                 return Choice(floor, _join(f"no learned policy loaded: {why} -> {floor}", note), confidence=0.0)
             return Choice(default, "no learned policy loaded: frontier default", confidence=0.0)
-        context = f.vector()
+        context = context if context is not None else f.vector()
         arm, propensity, confidence = ctx.bandit.predict_one(context, arms)
         picked = f"bandit picked {arm} (confidence {confidence:.2f}, propensity {propensity:.2f})"
         if floor is not None and tier is not None:
