@@ -351,11 +351,12 @@ class ParallelPattern(Pattern):
 class BanditPattern(Pattern):
     """The learned policy, guarded by the task-type prior.
 
-    The bandit's pick stands when it is at or above the tier the task calls for (``task_tiers``,
-    lifted when the session struggles), or when it is confident (``sigma``) that going below pays.
-    An unconfident pick below the prior gets the prior's model instead: sigma guards deviations
-    from the prior, not every cheaper choice. Task types without a prior fall back to the frontier
-    default, as before there was one.
+    The bandit's pick stands when it is of the tier the task calls for (``task_tiers``, lifted when
+    the session struggles), or when it is confident (``sigma``) that leaving that tier pays: a
+    cheaper model than the task calls for (the safety question) or a dearer one (the cost
+    question). An unconfident pick off the prior's tier gets the prior's model: sigma guards
+    deviations from the prior, not every non-frontier choice. Sessions that explore below sigma
+    follow the bandit. Task types without a prior fall back to the frontier default, as before.
     """
 
     name = "bandit"
@@ -378,11 +379,12 @@ class BanditPattern(Pattern):
         picked = f"bandit picked {arm} (confidence {confidence:.2f}, propensity {propensity:.2f})"
         if floor is not None and tier is not None:
             arm_tier = ctx.catalog.models[arm].tier if arm in ctx.catalog.models else "standard"
-            if TIER_ORDER.get(arm_tier, 1) >= TIER_ORDER.get(tier, 1) or arm == floor:
+            if arm == floor or arm_tier == tier:
                 return Choice(arm, _join(f"{picked}; {why}: prior holds", note), confidence=confidence,
                               propensity=propensity, context=context)
             if confidence >= ctx.sigma:
-                return Choice(arm, _join(f"{picked}; {why}: below it at confidence >= sigma {ctx.sigma:.2f}", note),
+                side = "above" if TIER_ORDER.get(arm_tier, 1) > TIER_ORDER.get(tier, 1) else "below"
+                return Choice(arm, _join(f"{picked}; {why}: {side} it at confidence >= sigma {ctx.sigma:.2f}", note),
                               confidence=confidence, propensity=propensity, context=context)
             fallback, fallback_why = floor, f"{why}: prior's {floor}"
         else:

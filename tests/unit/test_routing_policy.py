@@ -227,11 +227,22 @@ def test_bandit_pattern_delegates_and_falls_back_below_sigma() -> None:
     assert d.model == "gpt-mini-sim" and "no learned policy" in d.reason
 
 
-def test_bandit_pick_at_or_above_the_prior_tier_stands_below_sigma() -> None:
-    unsure = FakeBandit("gpt-frontier-sim", 0.4, 0.3)
-    r = Router(default_settings(routes=[], decision_cache_size=0, bandit={"explore_below_sigma": 0.0}), bandit=unsure)
-    d = ask(r, "Implement the parser")
-    assert d.model == "gpt-frontier-sim" and "prior holds" in d.reason
+def test_sigma_guards_deviations_from_the_prior_tier_both_ways() -> None:
+    safe = {"explore_below_sigma": 0.0}
+    # A pick of the tier the task calls for stands whatever its confidence.
+    same = Router(default_settings(routes=[], decision_cache_size=0, bandit=safe),
+                  bandit=FakeBandit("gpt-mini-sim", 0.4, 0.3))
+    d = ask(same, "Implement the parser")
+    assert d.model == "gpt-mini-sim" and "prior holds" in d.reason
+    # A dearer pick needs confidence too (the cost question), as a cheaper one does (the safety one).
+    dear = Router(default_settings(routes=[], decision_cache_size=0, bandit=safe),
+                  bandit=FakeBandit("gpt-frontier-sim", 0.4, 0.3))
+    d = ask(dear, "Implement the parser")
+    assert d.model == "gpt-mini-sim" and "prior's gpt-mini-sim" in d.reason
+    sure = Router(default_settings(routes=[], decision_cache_size=0, bandit=safe),
+                  bandit=FakeBandit("gpt-frontier-sim", 0.4, 0.99))
+    d = ask(sure, "Implement the parser")
+    assert d.model == "gpt-frontier-sim" and "above it at confidence >= sigma" in d.reason
 
 
 def test_a_struggling_session_lifts_the_prior_tier() -> None:
