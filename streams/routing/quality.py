@@ -28,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_WINDOW = 128
-DEFAULT_EVERY = 64
+DEFAULT_EVERY = 128
 PESSIMISM = 0.5
 _PRICE_RANGE = (-6.0, 6.0)  # log10 bounds of the price per cost unit (relative or USD)
-_GRID = 48
+_GRID = 32
 
 
 class QualityCalibrator:
@@ -95,13 +95,12 @@ class QualityCalibrator:
         credit = pessimistic(mean, std, reference)
         draws = np.clip(credit + scale * std * z, 0.0, 1.0)
         need = target * float(mean[:, reference].sum())
-        rows_i = np.arange(rows)
-        # Two passes over a log grid of prices, all prices at once: (grid, rows, arms) in one array.
+        # Two passes over a log grid of prices, all prices at once: (grid, rows) arrays, one arm at a
+        # time (a running arg-max over a handful of arms is cheaper than one over a 3-D array).
         best = lo
         for _ in range(2):
             grid = np.linspace(lo, hi, _GRID)
-            choice = np.argmax(draws[None] - (10.0**grid)[:, None, None] * cost[None, None, :], axis=2)
-            kept = credit[rows_i[None, :], choice].sum(axis=1)
+            kept = _kept(draws, credit, cost, (10.0**grid)[:, None])
             ok = np.flatnonzero(kept >= need)
             if ok.size == 0:
                 return 10.0 ** grid[0]  # even the best arms miss the target: buy success at any price
@@ -111,6 +110,18 @@ class QualityCalibrator:
                 break
             lo, hi = grid[j], grid[j + 1]
         return 10.0**best
+
+
+def _kept(draws: np.ndarray, credit: np.ndarray, cost: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Per price (rows of ``prices``): the credited success of the arms the draws pick at that price."""
+    best = draws[None, :, 0] - prices * cost[0]
+    kept = np.broadcast_to(credit[None, :, 0], best.shape)
+    for k in range(1, draws.shape[1]):
+        value = draws[None, :, k] - prices * cost[k]
+        better = value > best  # ties keep the earlier arm, as argmax does
+        best = np.where(better, value, best)
+        kept = np.where(better, credit[None, :, k], kept)
+    return kept.sum(axis=1)
 
 
 def pessimistic(mean: np.ndarray, std: np.ndarray, reference: int) -> np.ndarray:
