@@ -13,6 +13,7 @@ Success is only learned.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,6 +119,8 @@ def simulate(
     contexts = contexts if contexts is not None else [task_context(t) for t in matrix.tasks]
     model_index = {m: j for j, m in enumerate(matrix.models)}
     flips = np.random.default_rng([noise_seed, 0x5EED]) if label_noise > 0 else None
+    learn_outcome: Any = policy.learn_outcome
+    timed = "ts" in inspect.signature(learn_outcome).parameters  # policies that forget take a clock
     sessions: list[Session] = []
     for step, t in enumerate(order):
         tried: list[str] = []
@@ -134,22 +137,16 @@ def simulate(
             told = success
             if flips is not None and flips.random() < label_noise:
                 told = 1.0 - success
-            learn(policy, ctx, arm, told, cost, float(step))
+            if timed:
+                learn_outcome(ctx, arm, told, cost, ts=float(step))  # the task's position is the clock
+            else:
+                learn_outcome(ctx, arm, told, cost)
             attempts.append(Attempt(arm, success, cost, propensity, confidence))
             tried.append(arm)
             if told >= PASS_THRESHOLD:
                 break
         sessions.append(Session(int(t), attempts))
     return sessions
-
-
-def learn(policy: ReplayPolicy, ctx: dict[str, float], arm: str, success: float, cost: float, ts: float) -> None:
-    """``learn_outcome`` with the task's position as the clock, for policies that forget."""
-    learn_outcome: Any = policy.learn_outcome
-    try:
-        learn_outcome(ctx, arm, success, cost, ts=ts)
-    except TypeError:  # a policy without a clock
-        learn_outcome(ctx, arm, success, cost)
 
 
 def swap_skills(matrix: OutcomeMatrix, order: Sequence[int], a: str, b: str, *, at: int) -> OutcomeMatrix:
@@ -186,10 +183,11 @@ def make_bandit(
     frontier default is the dearest model, as a router configured with these prices would have it.
     ``quality_target`` overrides the settings' (a point of the target sweep)."""
     models = catalogue(matrix)
-    frontier = max(models, key=lambda m: matrix.mean_cost()[m.name]).name
+    prices = matrix.mean_cost()
+    frontier = max(models, key=lambda m: prices[m.name]).name
     own = settings.model_copy(update={"beta": beta, "seed": seed,
                                       "quality_target": quality_target or settings.quality_target})
-    return ContextualBandit.from_settings(own, models, cost_per_decision=matrix.mean_cost(), reference_arm=frontier)
+    return ContextualBandit.from_settings(own, models, cost_per_decision=prices, reference_arm=frontier)
 
 
 # ---- reference points -------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from river import proba
 
-from streams.routing.features import TASK_TYPES
+from streams.routing.features import TASK_TYPES, TIER_RANK
 from streams.routing.quality import QualityCalibrator, pessimistic, reference_column
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ TIER_PRIOR: dict[str, proba.Beta] = {
 REFERENCE_INPUT_TOKENS = 20_000
 REFERENCE_OUTPUT_TOKENS = 1_000
 SNAPSHOT_FORMAT = 1
-TIER_RANK = {"cheap": 0, "standard": 1, "strong": 2, "frontier": 3}
 # Task-type prior (see ``task_prior_success``): success of a model of the tier a task calls for,
 # and what each tier below loses. Strong enough (``TASK_PRIOR_STRENGTH`` pseudo-observations) to
 # hold the first sessions, weak enough that a few dozen outcomes of one task type move it.
@@ -729,16 +728,12 @@ class ContextualBandit:
         self, context: Mapping[str, float], i: int, success: float, cost: float, weight: float = 1.0
     ) -> None:
         k = int(context.get(ATTEMPT_KEY, 0) or 0)
-        if weight != 1.0:
-            success_w, cost_w = weight * success, weight * cost
-            if 0 < k <= MAX_ATTEMPT_SLOTS:
-                self._att[k] += (weight, success_w, cost_w, weight * self._cost_sum0[i] / self._cost_n0[i])
-            self._cell[i, min(max(k, 1), RETRY_BUCKETS)] += (weight, weight * min(max(success, 0.0), 1.0))
-            return
+        # ``weight * x`` is ``x`` exactly at weight 1, so unweighted learning stays bit-identical
+        # to ``learn_many``.
         if 0 < k <= MAX_ATTEMPT_SLOTS:
-            self._att[k] += (1.0, success, cost, self._cost_sum0[i] / self._cost_n0[i])
+            self._att[k] += (weight, weight * success, weight * cost, weight * self._cost_sum0[i] / self._cost_n0[i])
         # Bucket 1 holds first attempts (and decisions outside a cascade): the reference strength.
-        self._cell[i, min(max(k, 1), RETRY_BUCKETS)] += (1.0, min(max(success, 0.0), 1.0))
+        self._cell[i, min(max(k, 1), RETRY_BUCKETS)] += (weight, weight * min(max(success, 0.0), 1.0))
 
     def reward(self, success: float, cost_usd: float) -> float:
         return self.alpha * success - self.beta * cost_usd

@@ -37,6 +37,8 @@ TASK_TYPES: tuple[str, ...] = (
 STAGES: tuple[str, ...] = ("start", "chat", "exploring", "editing", "testing", "failing_tests", "stuck")
 CLIENTS: tuple[str, ...] = ("claude_code", "codex", "aider", "cursor", "sdk", "unknown")
 TIERS: tuple[str, ...] = ("frontier", "strong", "standard", "cheap")
+# Rank of each tier, cheapest first: how policies and the bandit's task prior compare tiers.
+TIER_RANK: dict[str, int] = {t: len(TIERS) - 1 - i for i, t in enumerate(TIERS)}
 LATENCIES: tuple[str, ...] = ("interactive", "batch")
 
 CHARS_PER_TOKEN = 4
@@ -601,6 +603,7 @@ __all__ = [
     "CLIENTS",
     "STAGES",
     "TASK_TYPES",
+    "TIER_RANK",
     "Features",
     "FeatureExtractor",
     "bigram_entropy",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from streams.routing.features import TIER_RANK
 from streams.translation.canonical import CanonicalResponse, TextPart, ToolCallPart
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from streams.routing.sessions import SessionState
     from streams.routing.settings import RouteSettings
 
-TIER_ORDER = {"cheap": 0, "standard": 1, "strong": 2, "frontier": 3}
+TIER_ORDER = TIER_RANK
 
 
 @runtime_checkable
