@@ -33,6 +33,7 @@ from streams.ingress.gateway import Gateway, new_id
 from streams.ingress.http import (
     JSON_HEADERS,
     SSE_HEADERS,
+    Message,
     RawHeaders,
     Receive,
     Scope,
@@ -65,7 +66,7 @@ class Exchange:
     __slots__ = (
         "t0", "request_id", "headers", "raw", "body", "req", "decision", "identity", "client",
         "model", "provider", "pre_s", "translate_s", "ttft_s", "status", "error", "usage", "attempts",
-        "same_dialect", "limits", "est_tokens",
+        "same_dialect", "limits", "est_tokens", "requested", "recorded",
     )
 
     def __init__(self, t0: float, headers: dict[str, str], raw: bytes) -> None:
@@ -90,6 +91,8 @@ class Exchange:
         self.same_dialect = False
         self.limits: LimitSettings | None = None  # the key's limits, when it has any (charged after)
         self.est_tokens = 0
+        self.requested = ""
+        self.recorded = False
 
     @property
     def overhead_ms(self) -> float:
@@ -192,7 +195,7 @@ class DialectIngress:
             await send_error(send, dialect, 403, f"this key may not use model '{decision.model}'", param="model")
             return
         ex = Exchange(t0, headers, raw)
-        ex.body, ex.req, ex.decision, ex.identity = body, req, decision, identity
+        ex.body, ex.req, ex.decision, ex.identity, ex.requested = body, req, decision, identity, requested
         ex.client = client_name(headers)
         if not limits.unlimited:
             ex.limits, ex.est_tokens = limits, est_tokens
@@ -208,7 +211,7 @@ class DialectIngress:
                              headers=exc.headers())
             return
         try:
-            await self._serve(ex, receive, send)
+            await self._serve(ex, receive, self._record_before_end(ex, send))
         except BaseException as exc:
             if not ex.error:
                 ex.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
@@ -216,7 +219,7 @@ class DialectIngress:
             raise
         finally:
             concurrency.release()
-            self._record(ex, requested)
+            self._record(ex)  # no-op when the answer's end already recorded it
 
     async def _serve(self, ex: Exchange, receive: Receive, send: Send) -> None:
         gw = self.gw
@@ -481,10 +484,23 @@ class DialectIngress:
         baseline = frontier.cost_usd(u.input_tokens, u.output_tokens, u.cached_input_tokens) if frontier else cost
         return cost, baseline
 
-    def _record(self, ex: Exchange, requested: str) -> None:
+    def _record_before_end(self, ex: Exchange, send: Send) -> Send:
+        """``send`` that journals the trace just before the answer's last bytes leave: a client that
+        has the whole answer can count on its trace surviving a kill of this process."""
+
+        async def send_recorded(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self._record(ex)
+            await send(message)
+
+        return send_recorded
+
+    def _record(self, ex: Exchange) -> None:
         d = ex.decision
-        if d is None:
+        if d is None or ex.recorded:
             return
+        ex.recorded = True
+        requested = ex.requested
         u = ex.usage or Usage()
         cost, baseline = self._cost(ex)
         latency_ms = (perf_counter() - ex.t0) * 1000.0
