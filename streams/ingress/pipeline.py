@@ -41,7 +41,6 @@ from streams.ingress.http import (
     header_map,
     send_bytes,
 )
-from streams.ingress.usage import UsageScanner, body_usage
 from streams.providers.client import UpstreamError, UpstreamResponse
 from streams.providers.failover import Attempt, PrimedResponse, send_with_failover
 from streams.providers.upstream import PATHS, auth_headers, forwarded_headers
@@ -332,7 +331,7 @@ class DialectIngress:
         t = perf_counter()
         if ex.same_dialect:
             out = data
-            usage = body_usage(self.dialect, data)
+            usage = self.tr.body_usage(data)
             if usage is None:  # cut short or garbage: never a 200 with a body the client cannot read
                 ex.status, ex.error = 502, "unreadable upstream response: not valid JSON"
                 await send_error(send, self.dialect, 502, ex.error, headers=ex.router_headers())
@@ -382,7 +381,7 @@ class DialectIngress:
 
     async def _relay(self, ex: Exchange, resp: UpstreamResponse | PrimedResponse, gone: asyncio.Future[Any], send: Send) -> str | None:
         """Same dialect: forward bytes as they come; usage and errors are picked out on the side."""
-        scanner = UsageScanner(self.dialect, drop_usage_chunk=not self.client_wants_usage(ex.body))
+        scanner = self.tr.usage_scanner(drop_usage_chunk=not self.client_wants_usage(ex.body))
         error: str | None = None
         try:
             async for chunk in resp.chunks():

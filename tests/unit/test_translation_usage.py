@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import json
 
-from streams.ingress.usage import UsageScanner, usage_from_body
+from streams.translation.canonical import Usage
+from streams.translation.registry import get
+from streams.translation.scanner import UsageScanner
+
+
+def usage_from_body(dialect: str, data: bytes) -> Usage:
+    """Zeros when absent or unreadable (the codec's ``body_usage`` says None for unreadable)."""
+    return get(dialect).body_usage(data) or Usage()
+
+
+def scanner_for(dialect: str, *, drop_usage_chunk: bool = False) -> UsageScanner:
+    return get(dialect).usage_scanner(drop_usage_chunk=drop_usage_chunk)
 
 
 def sse(*events: tuple[str | None, dict | str]) -> bytes:
@@ -47,7 +58,7 @@ def test_anthropic_stream_split_anywhere() -> None:
         ("message_stop", {"type": "message_stop"}),
     )
     for size in (1, 7, 64, len(stream)):
-        scanner = UsageScanner("anthropic_messages")
+        scanner = scanner_for("anthropic_messages")
         forwarded = b"".join(scanner.feed(stream[i : i + size]) for i in range(0, len(stream), size))
         assert forwarded == stream  # relayed untouched
         assert (scanner.usage.input_tokens, scanner.usage.output_tokens, scanner.usage.cached_input_tokens) == (20, 25, 8)
@@ -58,13 +69,13 @@ def test_responses_stream_completed_and_failed() -> None:
     ok = sse(("response.created", {"type": "response.created", "response": {"usage": None}}),
              ("response.completed", {"type": "response.completed",
                                      "response": {"status": "completed", "usage": {"input_tokens": 5, "output_tokens": 6}}}))
-    s = UsageScanner("openai_responses")
+    s = scanner_for("openai_responses")
     s.feed(ok)
     assert s.finished and (s.usage.input_tokens, s.usage.output_tokens) == (5, 6)
 
     failed = sse(("response.failed", {"type": "response.failed",
                                       "response": {"status": "failed", "error": {"message": "overloaded"}}}))
-    s = UsageScanner("openai_responses")
+    s = scanner_for("openai_responses")
     s.feed(failed)
     assert s.error == "overloaded"
 
@@ -74,17 +85,17 @@ def test_chat_usage_chunk_dropped_only_when_client_did_not_ask() -> None:
     final = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
     stream = sse((None, content), (None, final), (None, "[DONE]"))
 
-    keep = UsageScanner("openai_chat")
+    keep = scanner_for("openai_chat")
     assert keep.feed(stream) == stream
     assert keep.usage.output_tokens == 2 and keep.finished
 
-    drop = UsageScanner("openai_chat", drop_usage_chunk=True)
+    drop = scanner_for("openai_chat", drop_usage_chunk=True)
     out = b"".join(drop.feed(stream[i : i + 5]) for i in range(0, len(stream), 5))
     assert out == sse((None, content), (None, "[DONE]"))
     assert drop.usage.input_tokens == 3 and drop.finished
 
 
 def test_chat_error_chunk_is_reported() -> None:
-    s = UsageScanner("openai_chat")
+    s = scanner_for("openai_chat")
     s.feed(sse((None, {"error": {"message": "boom", "type": "server_error"}})))
     assert s.error == "boom"
