@@ -20,8 +20,9 @@ import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
+from streams.routing.bandit.base import BanditLike
 from streams.routing.features import TIER_RANK
 from streams.translation.canonical import CanonicalResponse, TextPart, ToolCallPart
 
@@ -32,15 +33,6 @@ if TYPE_CHECKING:
     from streams.routing.settings import RouteSettings
 
 TIER_ORDER = TIER_RANK
-
-
-@runtime_checkable
-class BanditLike(Protocol):
-    """What the learned policy must offer (built in streams/routing/bandit.py)."""
-
-    def predict_one(self, context: dict[str, float], arms: list[str]) -> tuple[str, float, float]: ...
-
-    def learn_one(self, context: dict[str, float], arm: str, reward: float) -> None: ...
 
 
 @dataclass(slots=True)

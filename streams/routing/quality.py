@@ -49,6 +49,11 @@ class QualityCalibrator:
         self._price: float | None = None
         self._key: tuple[int, ...] = ()
 
+    @property
+    def last_price(self) -> float | None:
+        """The price the last ``price`` call returned (None before the first)."""
+        return self._price
+
     def observe(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Record one decision's estimates for every arm the bandit knows (columns = arm index)."""
         k = len(mean)

@@ -16,8 +16,8 @@ from test_routing_fixtures import captured, default_settings
 from streams.config import load_settings
 from streams.evaluation.datasets import OutcomeMatrix, Task, task_context
 from streams.evaluation.replay import PaidOutcomes, make_bandit, run_replay, simulate, swap_skills
-from streams.routing.bandit import TIER_RANK, ContextualBandit, bandit_for
-from streams.routing.features import text_features
+from streams.routing.bandit import ContextualBandit, bandit_for
+from streams.routing.features import TIER_RANK, text_features
 from streams.routing.router import Router
 from streams.routing.settings import BanditSettings
 from streams.translation.registry import get
