@@ -7,23 +7,27 @@ holds what OpenAI's two APIs (Chat Completions and Responses) share on the wire.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from streams.translation.canonical import (
     CanonicalRequest,
+    Dialect,
     Message,
     ResponseFormat,
     StreamError,
+    TextPart,
     ToolResultPart,
     TranslationError,
+    Usage,
 )
 
 # Another dialect's user id (Claude Code puts a JSON blob there) only goes upstream when this short.
 _FOREIGN_USER_MAX_LEN = 64
 
 _decode_json = msgspec.json.decode
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 # ---------------------------------------------------------------- field checks (4xx on a bad request)
@@ -54,11 +58,31 @@ def number_field(value: Any, param: str) -> float | None:
     return float(value)
 
 
-def required_model(body: dict[str, Any]) -> str:
+def required_list(obj: dict[str, Any], key: str) -> list[Any]:
+    value: Any = obj.get(key)
+    expect(isinstance(value, list), f"{key} must be a list", key)
+    return value
+
+
+def optional_list(obj: dict[str, Any], key: str) -> list[Any] | None:
+    return None if obj.get(key) is None else required_list(obj, key)
+
+
+def new_request(body: Any, dialect: Dialect, known: frozenset[str]) -> CanonicalRequest:
+    """The canonical request a parser fills in: the body and its model checked, the fields the
+    dialect does not know kept in ``extra`` (relayed to an upstream of the same dialect only)."""
+    expect(isinstance(body, dict), "request body must be a JSON object", "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise TranslationError("model is required", param="model")
-    return model
+    extra = {k: v for k, v in body.items() if k not in known}
+    return CanonicalRequest(model=model, messages=[], dialect=dialect, extra=extra)
+
+
+def response_list(body: Any, key: str) -> list[Any]:
+    """The list a response body's content is in (``choices``, ``output``, ``content``)."""
+    expect(isinstance(body, dict), "response body must be a JSON object", "body")
+    return required_list(body, key)
 
 
 # ---------------------------------------------------------------- ids and data URLs
@@ -104,6 +128,15 @@ def user_for_upstream(req: CanonicalRequest, dialect: str) -> str | None:
     return None
 
 
+def add_system_text(req: CanonicalRequest, texts: list[TextPart], *, leading: bool) -> None:
+    """System/developer text: the system prompt while no other message came before it, else a
+    mid-conversation system message (Claude Code and Codex both send those)."""
+    if leading:
+        req.system.extend(texts)
+    else:
+        req.messages.append(Message("system", list(texts)))
+
+
 def append_tool_result(req: CanonicalRequest, result: ToolResultPart) -> None:
     """Consecutive tool results share one canonical ``tool`` message."""
     last = req.messages[-1] if req.messages else None
@@ -141,6 +174,16 @@ def decode_event(data: str) -> dict[str, Any] | None:
     except msgspec.DecodeError:
         return None
     return event if isinstance(event, dict) else None
+
+
+def as_struct(value: Any, wire: type[S]) -> S | None:
+    """A decoded JSON object as a typed wire struct; None when it is absent or of another shape."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return msgspec.convert(value, wire)
+    except msgspec.ValidationError:
+        return None
 
 
 def stream_cut() -> StreamError:
@@ -198,6 +241,25 @@ def parse_response_format(rf: Any, param: str) -> ResponseFormat | None:
     if kind in ("text", "json_object"):
         return ResponseFormat(kind)
     raise TranslationError(f"{param}.type {kind!r} is not supported", param=f"{param}.type")
+
+
+def openai_usage(
+    input_tokens: int | None,
+    output_tokens: int | None,
+    input_details: OpenAIInputDetails | None,
+    output_details: OpenAIOutputDetails | None,
+    cache_hit_tokens: int | None = None,
+) -> Usage:
+    """Both OpenAI APIs count cached tokens inside the input, as canonical ``Usage`` does."""
+    din = input_details or OpenAIInputDetails()
+    dout = output_details or OpenAIOutputDetails()
+    return Usage(
+        input_tokens=input_tokens or 0,
+        output_tokens=output_tokens or 0,
+        cached_input_tokens=din.cached_tokens or cache_hit_tokens or 0,
+        cache_creation_input_tokens=din.cache_write_tokens or 0,
+        reasoning_tokens=dout.reasoning_tokens or 0,
+    )
 
 
 class OpenAIInputDetails(msgspec.Struct):

@@ -9,6 +9,7 @@ few that may carry usage, an error or the end to its dialect's ``EventReader`` (
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
@@ -17,6 +18,20 @@ from streams.translation.canonical import Usage
 # Reads one event's JSON data into the scanner (usage, error, finished); True means "cut this event
 # out". May raise msgspec.DecodeError (the event is malformed) or ValidationError (unexpected shape).
 EventReader = Callable[[bytes, "UsageScanner"], bool]
+B = TypeVar("B")
+
+
+def body_usage_with(decoder: msgspec.json.Decoder[B], usage_of: Callable[[B], Usage], data: bytes) -> Usage | None:
+    """Usage of a whole relayed body (zeros when absent); None when the body is not JSON at all (cut
+    short, garbage), which the relay must not pass on as a 200. The decode that finds the usage
+    parses the whole body anyway, so the check costs nothing extra."""
+    try:
+        body = decoder.decode(data)
+    except msgspec.ValidationError:
+        return Usage()  # JSON with fields of unexpected types: relayed as it is, usage unknown
+    except msgspec.DecodeError:
+        return None
+    return usage_of(body)
 
 
 def _malformed(block: bytes) -> bool:

@@ -1,13 +1,19 @@
 """Anthropic Messages (``/v1/messages``) <-> canonical.
 
-``request`` parses a client's body and renders an upstream's, ``response`` does the same for whole
-responses and errors, ``stream`` for event streams, ``usage`` for token counts (also straight off
-relayed bytes). ``CODEC`` is all of it behind ``DialectCodec``.
+What sets this dialect apart: content blocks (``blocks``), tool results inside user messages, tool ids
+restricted to ``[a-zA-Z0-9_-]`` (``tool_id``), signed thinking that only an Anthropic model may get
+back, thinking switched off for a turn whose pending tool calls came without it, and input tokens
+counted without the cached share.
+
+Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (messages and errors),
+``stream`` (message/content_block events both ways), ``usage`` (token counts, also off relayed bytes);
+``CODEC`` is all of it behind ``DialectCodec``.
 """
 
 from __future__ import annotations
 
-from streams.translation.anthropic_messages.request import DIALECT, parse_request, render_request, tool_id
+from streams.translation.anthropic_messages.blocks import tool_id
+from streams.translation.anthropic_messages.request import DIALECT, parse_request, render_request
 from streams.translation.anthropic_messages.response import (
     error_type_for,
     parse_response,

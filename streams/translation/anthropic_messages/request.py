@@ -6,16 +6,14 @@ signature; anything else would be rejected as an invalid signature.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final, Literal
 
 import msgspec
 
+from streams.translation.anthropic_messages.blocks import content_blocks, media_part, parse_tool_result, render_part
 from streams.translation.canonical import (
     CanonicalRequest,
     Dialect,
-    DocumentPart,
-    ImagePart,
     Message,
     Part,
     ResponseFormat,
@@ -25,7 +23,6 @@ from streams.translation.canonical import (
     Tool,
     ToolCallPart,
     ToolChoice,
-    ToolResultPart,
     TranslationError,
 )
 from streams.translation.common import (
@@ -33,8 +30,10 @@ from streams.translation.common import (
     expect,
     extra_fields,
     int_field,
+    new_request,
     number_field,
-    required_model,
+    optional_list,
+    required_list,
     string_field,
     user_for_upstream,
 )
@@ -45,7 +44,6 @@ MIN_THINKING_BUDGET = 1024
 _EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 32768}
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
-_BAD_ID = re.compile(r"[^a-zA-Z0-9_-]")
 _TOOL_CHOICE_MODES: dict[str, Literal["auto", "none", "required", "tool"]] = {
     "auto": "auto",
     "any": "required",
@@ -61,66 +59,14 @@ _KNOWN = frozenset(
 )  # fmt: skip
 
 
-def _source(block: dict[str, Any], where: str) -> tuple[str | None, str | None, str | None]:
-    """(url, data, media_type) of an image/document ``source``."""
-    src: Any = block.get("source")
-    expect(isinstance(src, dict), f"{where}.source must be an object", f"{where}.source")
-    kind = src.get("type")
-    if kind == "url":
-        return string_field(src.get("url"), f"{where}.source.url"), None, None
-    if kind in ("base64", "text"):
-        media = src.get("media_type") or ("text/plain" if kind == "text" else None)
-        return None, string_field(src.get("data"), f"{where}.source.data"), media
-    raise TranslationError(f"{where}.source.type {kind!r} is not supported", param=f"{where}.source.type")
-
-
-def _media_part(block: dict[str, Any], where: str) -> ImagePart | DocumentPart:
-    url, data, media = _source(block, where)
-    if block["type"] == "image":
-        return ImagePart(url=url, data=data, media_type=media)
-    return DocumentPart(url=url, data=data, media_type=media, title=block.get("title"))
-
-
-def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    expect(isinstance(content, list), f"{where} must be a string or a list", where)
-    for i, b in enumerate(content):
-        expect(
-            isinstance(b, dict) and isinstance(b.get("type"), str),
-            f"{where}[{i}] must be a content block",
-            f"{where}[{i}]",
-        )
-    return content
-
-
-def _tool_result(block: dict[str, Any], where: str, extra: dict[str, Any]) -> ToolResultPart:
-    content: list[TextPart | ImagePart | DocumentPart] = []
-    raw = block.get("content")
-    if raw is not None:
-        for j, b in enumerate(_blocks(raw, f"{where}.content")):
-            if b["type"] == "text":
-                content.append(TextPart(string_field(b.get("text"), f"{where}.content[{j}].text")))
-            elif b["type"] in ("image", "document"):
-                content.append(_media_part(b, f"{where}.content[{j}]"))
-            else:
-                drop(extra, f"tool_result content block {b['type']!r} at {where} dropped")
-    return ToolResultPart(
-        string_field(block.get("tool_use_id"), f"{where}.tool_use_id"), content, is_error=bool(block.get("is_error"))
-    )
-
-
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
-    expect(isinstance(body, dict), "request body must be a JSON object", "body")
-    model = required_model(body)
-    msgs: Any = body.get("messages")
-    expect(isinstance(msgs, list), "messages must be a list", "messages")
-    extra: dict[str, Any] = {k: v for k, v in body.items() if k not in _KNOWN}
-    req = CanonicalRequest(model=model, messages=[], dialect=DIALECT, extra=extra)
+    req = new_request(body, DIALECT, _KNOWN)
+    extra = req.extra
+    msgs = required_list(body, "messages")
 
     system = body.get("system")
     if system is not None:
-        for b in _blocks(system, "system"):
+        for b in content_blocks(system, "system"):
             if b["type"] == "text":
                 req.system.append(TextPart(string_field(b.get("text"), "system.text")))
 
@@ -128,7 +74,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         where = f"messages[{i}]"
         expect(isinstance(m, dict), f"{where} must be an object", where)
         role = m.get("role")
-        blocks = _blocks(m.get("content"), f"{where}.content")
+        blocks = content_blocks(m.get("content"), f"{where}.content")
         if role == "system":  # Claude Code's mid-conversation system message
             req.messages.append(
                 Message("system", [TextPart(b.get("text") or "") for b in blocks if b["type"] == "text"])
@@ -144,7 +90,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
             if kind == "text":
                 parts.append(TextPart(string_field(b.get("text"), f"{bw}.text")))
             elif kind in ("image", "document"):
-                parts.append(_media_part(b, bw))
+                parts.append(media_part(b, bw))
             elif kind == "tool_use":
                 args = b.get("input", {})
                 parts.append(
@@ -155,7 +101,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
                     )
                 )
             elif kind == "tool_result":
-                results.append(_tool_result(b, bw, extra))
+                results.append(parse_tool_result(b, bw, extra))
             elif kind == "thinking":
                 parts.append(ThinkingPart(b.get("thinking") or "", signature=b.get("signature") or None))
             elif kind == "redacted_thinking":
@@ -168,9 +114,8 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         if parts or not results:
             req.messages.append(Message(role, parts))
 
-    tools = body.get("tools")
+    tools = optional_list(body, "tools")
     if tools is not None:
-        expect(isinstance(tools, list), "tools must be a list", "tools")
         for i, t in enumerate(tools):
             expect(isinstance(t, dict), f"tools[{i}] must be an object", f"tools[{i}]")
             kind = t.get("type")
@@ -234,58 +179,6 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     if isinstance(meta, dict) and isinstance(meta.get("user_id"), str):
         req.user = meta["user_id"]
     return req
-
-
-def tool_id(value: str) -> str:
-    """Anthropic wants ``^[a-zA-Z0-9_-]+$`` ids; other providers' ids are mapped the same way both ways."""
-    if not value:
-        return "toolu_empty"
-    return _BAD_ID.sub("_", value) if _BAD_ID.search(value) else value
-
-
-def _render_media(p: ImagePart | DocumentPart) -> dict[str, Any]:
-    if p.data is not None:
-        if isinstance(p, DocumentPart) and (p.media_type or "").startswith("text/"):
-            src = {"type": "text", "media_type": "text/plain", "data": p.data}
-        else:
-            src = {"type": "base64", "media_type": p.media_type or "application/octet-stream", "data": p.data}
-    else:
-        src = {"type": "url", "url": p.url or ""}
-    block: dict[str, Any] = {"type": p.type, "source": src}
-    if isinstance(p, DocumentPart) and p.title:
-        block["title"] = p.title
-    return block
-
-
-def render_part(p: Part, keep_thinking: bool) -> dict[str, Any] | None:
-    if isinstance(p, TextPart):
-        return {"type": "text", "text": p.text} if p.text else None  # Anthropic rejects empty text blocks
-    if isinstance(p, ImagePart | DocumentPart):
-        return _render_media(p)
-    if isinstance(p, ToolCallPart):
-        try:
-            args = _decode(p.arguments) if p.arguments.strip() else {}
-        except msgspec.DecodeError:
-            args = {"_raw_arguments": p.arguments}  # a model's broken JSON: keep it visible, stay valid
-        if not isinstance(args, dict):
-            args = {"value": args}
-        return {"type": "tool_use", "id": tool_id(p.id), "name": p.name, "input": args}
-    if isinstance(p, ToolResultPart):
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(p.tool_call_id)}
-        if len(p.content) == 1 and isinstance(p.content[0], TextPart):
-            block["content"] = p.content[0].text
-        else:
-            block["content"] = [b for b in (render_part(c, False) for c in p.content) if b is not None]
-        if p.is_error:
-            block["is_error"] = True
-        return block
-    if isinstance(p, ThinkingPart):
-        if not keep_thinking or not p.signature:
-            return None
-        if p.redacted:
-            return {"type": "redacted_thinking", "data": p.signature}
-        return {"type": "thinking", "thinking": p.text, "signature": p.signature}
-    return None
 
 
 def _render_messages(req: CanonicalRequest, keep_thinking: bool) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from streams.translation.anthropic_messages.request import render_part
+from streams.translation.anthropic_messages.blocks import render_part
 from streams.translation.anthropic_messages.usage import parse_usage, render_usage
 from streams.translation.canonical import (
     CanonicalResponse,
@@ -16,7 +16,7 @@ from streams.translation.canonical import (
     ThinkingPart,
     ToolCallPart,
 )
-from streams.translation.common import expect, new_id
+from streams.translation.common import new_id, response_list
 
 _encode = msgspec.json.encode
 
@@ -55,9 +55,7 @@ def error_type_for(status: int) -> str:
 
 
 def parse_response(body: dict[str, Any]) -> CanonicalResponse:
-    expect(isinstance(body, dict), "response body must be a JSON object", "body")
-    content: Any = body.get("content")
-    expect(isinstance(content, list), "content must be a list", "content")
+    content = response_list(body, "content")
     parts: list[Part] = []
     for b in content:
         kind = b.get("type")

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from streams.translation import sse
-from streams.translation.anthropic_messages.request import tool_id
+from streams.translation.anthropic_messages.blocks import tool_id
 from streams.translation.anthropic_messages.response import (
     STATUS_OF_TYPE,
     STOP_MAP,

@@ -7,14 +7,13 @@ prompt (``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import msgspec
 
 from streams.translation.canonical import Usage
-from streams.translation.common import WireError
-from streams.translation.scanner import UsageScanner
+from streams.translation.common import WireError, as_struct
+from streams.translation.scanner import UsageScanner, body_usage_with
 
 
 class WireUsage(msgspec.Struct):
@@ -55,9 +54,9 @@ def merge_usage(u: WireUsage, into: Usage) -> None:
 
 def update_usage(u: Any, into: Usage) -> None:
     """Merge a decoded ``usage`` object into ``into``; anything of another shape is ignored."""
-    if isinstance(u, dict):
-        with contextlib.suppress(msgspec.ValidationError):
-            merge_usage(msgspec.convert(u, WireUsage), into)
+    wire = as_struct(u, WireUsage)
+    if wire is not None:
+        merge_usage(wire, into)
 
 
 def parse_usage(u: Any) -> Usage:
@@ -76,18 +75,16 @@ def render_usage(u: Usage) -> dict[str, Any]:
     }
 
 
-def body_usage(data: bytes) -> Usage | None:
-    """Usage of a whole response body (zeros when absent); None when the body is not JSON at all."""
+def _usage_of(body: _Event) -> Usage:
     usage = Usage()
-    try:
-        body = _event.decode(data)
-    except msgspec.ValidationError:
-        return usage  # JSON with fields of unexpected types: relayed as it is, usage unknown
-    except msgspec.DecodeError:
-        return None
     if body.usage:
         merge_usage(body.usage, usage)
     return usage
+
+
+def body_usage(data: bytes) -> Usage | None:
+    """Usage of a whole response body; None when it is not JSON at all."""
+    return body_usage_with(_event, _usage_of, data)
 
 
 def _read_event(data: bytes, scanner: UsageScanner) -> bool:

@@ -1,8 +1,13 @@
 """OpenAI Chat Completions (``/v1/chat/completions``) <-> canonical.
 
-``request`` parses a client's body and renders an upstream's, ``response`` does the same for whole
-responses and errors, ``stream`` for chunk streams, ``usage`` for token counts (also straight off
-relayed bytes). ``CODEC`` is all of it behind ``DialectCodec``.
+What sets this dialect apart: system and developer messages anywhere in ``messages``; tool results as
+``tool`` messages carrying text only (images and documents follow as a user message); reasoning as
+DeepSeek-style ``reasoning_content``; and usage in a stream only when ``stream_options.include_usage``
+asks for it, so the router always asks upstream and cuts the extra chunk when the client did not.
+
+Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (whole responses and
+errors), ``stream`` (chunk streams both ways), ``usage`` (token counts, also off relayed bytes);
+``CODEC`` is all of it behind ``DialectCodec``.
 """
 
 from __future__ import annotations

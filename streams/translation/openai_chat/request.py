@@ -23,6 +23,7 @@ from streams.translation.canonical import (
     TranslationError,
 )
 from streams.translation.common import (
+    add_system_text,
     append_tool_result,
     data_url,
     drop,
@@ -30,10 +31,12 @@ from streams.translation.common import (
     expect,
     extra_fields,
     int_field,
+    new_request,
     number_field,
+    optional_list,
     parse_metadata_and_user,
     parse_response_format,
-    required_model,
+    required_list,
     split_data_url,
     string_field,
     user_for_upstream,
@@ -96,12 +99,9 @@ def _user_parts(content: Any, param: str, extra: dict[str, Any]) -> list[Part]:
 
 
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
-    expect(isinstance(body, dict), "request body must be a JSON object", "body")
-    model = required_model(body)
-    msgs: Any = body.get("messages")
-    expect(isinstance(msgs, list), "messages must be a list", "messages")
-    extra: dict[str, Any] = {k: v for k, v in body.items() if k not in _KNOWN}
-    req = CanonicalRequest(model=model, messages=[], dialect=DIALECT, extra=extra)
+    req = new_request(body, DIALECT, _KNOWN)
+    extra = req.extra
+    msgs = required_list(body, "messages")
 
     leading = True
     for i, m in enumerate(msgs):
@@ -111,10 +111,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         content = m.get("content")
         if role in ("system", "developer"):
             texts = text_parts(content, f"{where}.content")
-            if leading:
-                req.system.extend(texts)
-            else:
-                req.messages.append(Message("system", list(texts)))
+            add_system_text(req, texts, leading=leading)
             continue
         leading = False
         if role == "user":
@@ -149,9 +146,8 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         else:
             raise TranslationError(f"{where}.role {role!r} is not supported", param=f"{where}.role")
 
-    tools = body.get("tools")
+    tools = optional_list(body, "tools")
     if tools is not None:
-        expect(isinstance(tools, list), "tools must be a list", "tools")
         for i, t in enumerate(tools):
             expect(isinstance(t, dict), f"tools[{i}] must be an object", f"tools[{i}]")
             if t.get("type", "function") != "function":

@@ -13,7 +13,7 @@ from streams.translation.canonical import (
     ThinkingPart,
     ToolCallPart,
 )
-from streams.translation.common import expect, new_id, render_openai_error
+from streams.translation.common import new_id, render_openai_error, response_list
 from streams.translation.openai_chat.request import text_parts, tool_call
 from streams.translation.openai_chat.usage import parse_usage, render_usage
 
@@ -37,9 +37,7 @@ render_error = render_openai_error
 
 
 def parse_response(body: dict[str, Any]) -> CanonicalResponse:
-    expect(isinstance(body, dict), "response body must be a JSON object", "body")
-    choices = body.get("choices")
-    expect(isinstance(choices, list), "choices must be a list", "choices")
+    choices = response_list(body, "choices")
     parts: list[Part] = []
     finish = None
     if choices:

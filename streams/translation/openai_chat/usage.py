@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 
 from streams.translation.canonical import Usage
-from streams.translation.common import OpenAIInputDetails, OpenAIOutputDetails, WireError
-from streams.translation.scanner import UsageScanner
+from streams.translation.common import OpenAIInputDetails, OpenAIOutputDetails, WireError, as_struct, openai_usage
+from streams.translation.scanner import UsageScanner, body_usage_with
 
 
 class WireUsage(msgspec.Struct):
@@ -35,26 +35,21 @@ class _Chunk(msgspec.Struct):
 _chunk = msgspec.json.Decoder(_Chunk)
 
 
-def usage_of(u: WireUsage) -> Usage:
-    details = u.prompt_tokens_details or OpenAIInputDetails()
-    out_details = u.completion_tokens_details or OpenAIOutputDetails()
-    return Usage(
-        input_tokens=u.prompt_tokens or 0,
-        output_tokens=u.completion_tokens or 0,
-        cached_input_tokens=details.cached_tokens or u.prompt_cache_hit_tokens or 0,
-        cache_creation_input_tokens=details.cache_write_tokens or 0,
-        reasoning_tokens=out_details.reasoning_tokens or 0,
+def usage_of(u: WireUsage | None) -> Usage:
+    if u is None:
+        return Usage()
+    return openai_usage(
+        u.prompt_tokens,
+        u.completion_tokens,
+        u.prompt_tokens_details,
+        u.completion_tokens_details,
+        cache_hit_tokens=u.prompt_cache_hit_tokens,
     )
 
 
 def parse_usage(u: Any) -> Usage:
     """The ``usage`` object of a decoded body or chunk; zeros when absent or of another shape."""
-    if not isinstance(u, dict):
-        return Usage()
-    try:
-        return usage_of(msgspec.convert(u, WireUsage))
-    except msgspec.ValidationError:
-        return Usage()
+    return usage_of(as_struct(u, WireUsage))
 
 
 def render_usage(u: Usage) -> dict[str, Any]:
@@ -68,16 +63,8 @@ def render_usage(u: Usage) -> dict[str, Any]:
 
 
 def body_usage(data: bytes) -> Usage | None:
-    """Usage of a whole response body (zeros when absent); None when the body is not JSON at all (cut
-    short, garbage), which the relay must not pass on as a 200. The decode that finds the usage parses
-    the whole body anyway, so the check costs nothing extra."""
-    try:
-        body = _chunk.decode(data)
-    except msgspec.ValidationError:
-        return Usage()  # JSON with fields of unexpected types: relayed as it is, usage unknown
-    except msgspec.DecodeError:
-        return None
-    return usage_of(body.usage) if body.usage else Usage()
+    """Usage of a whole response body; None when it is not JSON at all."""
+    return body_usage_with(_chunk, lambda body: usage_of(body.usage), data)
 
 
 def _read_event(data: bytes, scanner: UsageScanner) -> bool:

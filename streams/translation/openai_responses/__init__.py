@@ -1,8 +1,13 @@
 """OpenAI Responses (``/v1/responses``) <-> canonical.
 
-``request`` parses a client's body and renders an upstream's, ``response`` does the same for whole
-responses and errors, ``stream`` for event streams, ``usage`` for token counts (also straight off
-relayed bytes). ``CODEC`` is all of it behind ``DialectCodec``.
+What sets this dialect apart: a list of typed input items (messages, ``function_call``,
+``function_call_output``, ``reasoning`` with ``encrypted_content``); Codex's tool ``namespace``s,
+flattened into function tools and restored on the way back (``tool_namespaces``); hosted tools kept
+for a same-dialect upstream only; no stop sequences.
+
+Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (response objects and
+errors), ``stream`` (``response.*`` events both ways), ``usage`` (token counts, also off relayed
+bytes); ``CODEC`` is all of it behind ``DialectCodec``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from streams.translation.canonical import (
     TranslationError,
 )
 from streams.translation.common import (
+    add_system_text,
     append_tool_result,
     data_url,
     drop,
@@ -33,10 +34,11 @@ from streams.translation.common import (
     expect,
     extra_fields,
     int_field,
+    new_request,
     number_field,
+    optional_list,
     parse_metadata_and_user,
     parse_response_format,
-    required_model,
     split_data_url,
     string_field,
     user_for_upstream,
@@ -123,8 +125,8 @@ def _flatten_tools(tools: list[Any], req: CanonicalRequest, extra: dict[str, Any
 
 
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
-    expect(isinstance(body, dict), "request body must be a JSON object", "body")
-    model = required_model(body)
+    req = new_request(body, DIALECT, _KNOWN)
+    extra = req.extra
     items: Any = body.get("input")
     if items is None:
         expect(any(k in body for k in ("previous_response_id", "conversation", "prompt")), "input is required", "input")
@@ -132,8 +134,6 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": items}]
     expect(isinstance(items, list), "input must be a string or a list", "input")
-    extra: dict[str, Any] = {k: v for k, v in body.items() if k not in _KNOWN}
-    req = CanonicalRequest(model=model, messages=[], dialect=DIALECT, extra=extra)
     instructions = body.get("instructions")
     if instructions is not None:
         req.system.append(TextPart(string_field(instructions, "instructions")))
@@ -148,10 +148,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
             parts = _content_parts(it.get("content"), f"{where}.content", extra)
             if role in ("system", "developer"):
                 texts = [p for p in parts if isinstance(p, TextPart)]
-                if leading:
-                    req.system.extend(texts)
-                else:
-                    req.messages.append(Message("system", list(texts)))
+                add_system_text(req, texts, leading=leading)
                 continue
             leading = False
             if role == "assistant":
@@ -185,9 +182,8 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
         else:
             drop(extra, f"input item type {kind!r} at {where} has no equivalent and was dropped")
 
-    tools = body.get("tools")
+    tools = optional_list(body, "tools")
     if tools is not None:
-        expect(isinstance(tools, list), "tools must be a list", "tools")
         _flatten_tools(tools, req, extra, "tools")
     tc = body.get("tool_choice")
     par = body.get("parallel_tool_calls")

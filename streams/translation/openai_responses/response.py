@@ -14,7 +14,7 @@ from streams.translation.canonical import (
     ToolCallPart,
     Usage,
 )
-from streams.translation.common import expect, new_id, render_openai_error
+from streams.translation.common import new_id, render_openai_error, response_list
 from streams.translation.openai_responses.usage import parse_usage, render_usage
 
 render_error = render_openai_error  # the same error body as Chat Completions
@@ -30,9 +30,7 @@ def stop_of(status: str | None, incomplete: Any, parts: list[Part]) -> StopReaso
 
 
 def parse_response(body: dict[str, Any]) -> CanonicalResponse:
-    expect(isinstance(body, dict), "response body must be a JSON object", "body")
-    output: Any = body.get("output")
-    expect(isinstance(output, list), "output must be a list", "output")
+    output = response_list(body, "output")
     parts: list[Part] = []
     for it in output:
         kind = it.get("type")

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 
 from streams.translation.canonical import Usage
-from streams.translation.common import OpenAIInputDetails, OpenAIOutputDetails, WireError
-from streams.translation.scanner import UsageScanner
+from streams.translation.common import OpenAIInputDetails, OpenAIOutputDetails, WireError, as_struct, openai_usage
+from streams.translation.scanner import UsageScanner, body_usage_with
 
 
 class WireUsage(msgspec.Struct):
@@ -39,26 +39,15 @@ _event = msgspec.json.Decoder(_Event)
 _END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-def usage_of(u: WireUsage) -> Usage:
-    din = u.input_tokens_details or OpenAIInputDetails()
-    dout = u.output_tokens_details or OpenAIOutputDetails()
-    return Usage(
-        input_tokens=u.input_tokens or 0,
-        output_tokens=u.output_tokens or 0,
-        cached_input_tokens=din.cached_tokens or 0,
-        cache_creation_input_tokens=din.cache_write_tokens or 0,
-        reasoning_tokens=dout.reasoning_tokens or 0,
-    )
+def usage_of(u: WireUsage | None) -> Usage:
+    if u is None:
+        return Usage()
+    return openai_usage(u.input_tokens, u.output_tokens, u.input_tokens_details, u.output_tokens_details)
 
 
 def parse_usage(u: Any) -> Usage:
     """The ``usage`` object of a decoded response; zeros when absent or of another shape."""
-    if not isinstance(u, dict):
-        return Usage()
-    try:
-        return usage_of(msgspec.convert(u, WireUsage))
-    except msgspec.ValidationError:
-        return Usage()
+    return usage_of(as_struct(u, WireUsage))
 
 
 def render_usage(u: Usage) -> dict[str, Any]:
@@ -75,14 +64,8 @@ def render_usage(u: Usage) -> dict[str, Any]:
 
 
 def body_usage(data: bytes) -> Usage | None:
-    """Usage of a whole response body (zeros when absent); None when the body is not JSON at all."""
-    try:
-        body = _event.decode(data)
-    except msgspec.ValidationError:
-        return Usage()  # JSON with fields of unexpected types: relayed as it is, usage unknown
-    except msgspec.DecodeError:
-        return None
-    return usage_of(body.usage) if body.usage else Usage()
+    """Usage of a whole response body; None when it is not JSON at all."""
+    return body_usage_with(_event, lambda body: usage_of(body.usage), data)
 
 
 def _read_event(data: bytes, scanner: UsageScanner) -> bool:
