@@ -8,28 +8,22 @@ encoder never fails on a field the producer did not know about.
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import fields as dataclass_fields
 from functools import lru_cache
 from typing import Any
 
 from streams.events.codec import EventCodec
+from streams.events.ids import new_id, now_ms
 from streams.routing.decision import Decision
 from streams.routing.features import Features
+
+__all__ = ["bounded", "conform", "context_from_features", "dead_letter_row", "decision_event", "new_id",
+           "now_ms"]
 
 _ZERO: dict[str, Any] = {
     "string": "", "bytes": b"", "long": 0, "int": 0, "double": 0.0, "float": 0.0, "boolean": False,
 }
-
-
-def new_id() -> str:
-    return os.urandom(16).hex()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _zero(avro_type: Any) -> Any:

@@ -6,11 +6,13 @@ batch of requests and queues all their outputs at once; the work is in ``RouteHa
 coroutine, tested without Kafka), which returns the events to publish:
 
 - decide mode: Decision + Trace (status 200, no upstream call); no RouteResponse;
-- execute mode: Decision, the upstream call (non-streaming; the decided model first, then its other
-  providers, then the decision's fallbacks on connect errors, 429 and 5xx), the answer translated back
-  into the request's dialect as a RouteResponse, and the Trace;
-- a body that does not parse: Trace and RouteResponse with status 400 in the request's dialect (no
-  decision: nothing was decided); bytes that are not a RouteRequest go to router.dlq.
+- execute mode: Decision, the upstream exchange of the gateway's serving core (``ServingCore.serve_whole``:
+  the same admission, concurrency slot, breakers, retries, balancer and translation as an HTTP request
+  that does not stream), the answer in the request's dialect as a RouteResponse, and the Trace (built by
+  the same ``build_trace``);
+- a request refused at admission (a body that does not parse, an unknown model): Trace and RouteResponse
+  with its status in the request's dialect (a Decision too when one was made); bytes that are not a
+  RouteRequest go to router.dlq.
 """
 
 from __future__ import annotations
@@ -32,18 +34,19 @@ from streams.agents.app import Event, Poison, WeaveAvroCodec
 from streams.agents.dlq import DeadLetter
 from streams.agents.records import decision_event, new_id, now_ms
 from streams.agents.topics import MAX_EVENT_BYTES, Topics
-from streams.config import ModelSettings, ProviderSettings, Settings
+from streams.config import Settings
 from streams.events.codec import EventCodec
 from streams.infra.capabilities import start_producer
-from streams.providers.client import UpstreamClient, UpstreamError
-from streams.providers.failover import candidates
-from streams.providers.upstream import PATHS, auth_headers
-from streams.routing.decision import Decision
-from streams.translation import registry
-from streams.translation.canonical import CanonicalRequest, TranslationError
+from streams.ingress.admission import admit
+from streams.ingress.auth import accept_any
+from streams.ingress.core import ServingCore
+from streams.ingress.dialects import serving_cores
+from streams.ingress.exchange import Exchange, Refusal
+from streams.ingress.gateway import Gateway
+from streams.ingress.trace import Trace
+from streams.providers.client import UpstreamClient
 
 log = logging.getLogger("weave.router_agent")
-
 
 
 @dataclass(slots=True)
@@ -55,6 +58,8 @@ class Outputs:
     def add(self, topic: str, key: str, name: str, value: dict[str, Any]) -> None:
         self.events.append((topic, key, name, value))
 
+
+AUTO_MODEL = "router/auto"
 
 # The session also travels as a header so header-reading features see it; decide() gets it explicitly.
 SESSION_HEADER = "x-session-id"
@@ -70,173 +75,95 @@ def hint_headers(hints: Mapping[str, str], session_id: str) -> dict[str, str]:
 
 
 class RouteHandler:
-    """Decides (and executes) one RouteRequest; no Kafka in here."""
+    """Decides (and executes) one RouteRequest through the gateway's serving core; no Kafka in here.
+
+    ``gateway``: the process's gateway when it serves HTTP too (one set of breakers, limits and
+    concurrency slots); else one of its own over ``client``.
+    """
 
     def __init__(self, settings: Settings, router: Any, client: UpstreamClient | None,
-                 topics: Topics | None = None) -> None:
+                 topics: Topics | None = None, *, gateway: Gateway | None = None) -> None:
         self.settings = settings
-        self.router = router
-        self.client = client
         self.topics = topics or Topics()
-        self.models: dict[str, ModelSettings] = {m.name: m for m in settings.models}
-        self.providers: dict[str, ProviderSettings] = {p.name: p for p in settings.providers}
+        self.gateway = gateway or Gateway(settings, router, client or UpstreamClient())
+        self.cores = serving_cores(self.gateway)
+        self.executes = gateway is not None or client is not None
         self.stats: dict[str, int] = {"handled": 0, "dead": 0}
 
     async def handle(self, req: dict[str, Any]) -> Outputs:
-        t0 = time.perf_counter()
         out = Outputs()
-        dialect = req["dialect"]
         session_id = req["session_id"]
-        request_id = req["request_id"]
         execute = req.get("mode", "execute") == "execute"
         reply_topic = req.get("reply_topic") or self.topics.responses
-        codec = registry.get(dialect)
-        try:
-            body = json.loads(req["body"])
-            if not isinstance(body, dict):
-                raise TranslationError("request body must be a JSON object", "body")
-            canonical = codec.parse_request(body)
-        except (ValueError, TypeError, KeyError) as exc:
-            message = exc.message if isinstance(exc, TranslationError) else f"invalid request body: {exc}"
-            status = exc.status if isinstance(exc, TranslationError) else 400
-            trace = self._trace(req, None, status=status, error=message, t0=t0)
-            out.add(self.topics.traces, session_id, "Trace", trace)
+        core = self.cores.get(req["dialect"]) or self.cores["openai_chat"]
+        ex = core.exchange(time.perf_counter(), hint_headers(req.get("hints") or {}, session_id), b"",
+                           source="kafka", request_id=req["request_id"], ts_ms=int(req.get("ts_ms") or 0) or None)
+        ex.session_id = session_id
+        # The broker is a RouteRequest's trust boundary: no caller's key, attributed as an anonymous one.
+        ex.identity = self.gateway.identify(None, ex.headers, None) or accept_any(None, ex.headers)
+        refusal = self._admit(core, ex, req, execute)
+        if ex.decision is not None:
+            out.add(self.topics.decisions, session_id, "Decision",
+                    decision_event(ex.decision, **core.decision_context(ex)))
+        if refusal is not None:
+            trace = core.finish(ex)
+            assert trace is not None
+            out.add(self.topics.traces, session_id, "Trace", trace.to_event())
             if execute:
-                out.add(reply_topic, session_id, "RouteResponse", self._response(
-                    req, status, json.dumps(codec.render_error(status, message)), error=message))
+                out.add(reply_topic, session_id, "RouteResponse", self._response(ex, core.error_body(refusal), trace))
             return out
-
-        overhead_start = time.perf_counter()
-        decision = self.router.decide(canonical, hint_headers(req.get("hints") or {}, session_id),
-                                      requested_model=canonical.model or "router/auto", session_id=session_id or None)
-        if not decision.session_id:
-            decision.session_id = session_id
-        overhead_ms = (time.perf_counter() - overhead_start) * 1000.0
-        out.add(self.topics.decisions, session_id, "Decision",
-                decision_event(decision, request_id=request_id, source="kafka"))
         if not execute:
-            trace = self._trace(req, decision, status=200, t0=t0, overhead_ms=overhead_ms)
-            out.add(self.topics.traces, session_id, "Trace", trace)
+            ex.status = 200
+            trace = core.finish(ex)
+            assert trace is not None
+            out.add(self.topics.traces, session_id, "Trace", trace.to_event())
             return out
-
-        status, text, served, usage, attempts, error = await self._execute(canonical, decision, dialect)
-        model = self.models.get(served[0]) if served else None
-        cost = model.cost_usd(*usage) if model else 0.0
-        frontier_name = self.settings.frontier_default()
-        frontier = self.models.get(frontier_name) if frontier_name else None
-        baseline = frontier.cost_usd(*usage) if frontier else cost
-        latency_ms = (time.perf_counter() - t0) * 1000.0
-        response = self._response(req, status, text, error=error, decision=decision, served=served,
-                                  usage=usage, cost=cost, latency_ms=latency_ms)
-        out.add(reply_topic, session_id, "RouteResponse", response)
-        trace = self._trace(req, decision, status=status, error=error, t0=t0, overhead_ms=overhead_ms,
-                            served=served, usage=usage, cost=cost, baseline=baseline, attempts=attempts)
-        out.add(self.topics.traces, session_id, "Trace", trace)
+        if self.executes:
+            _, body = await core.serve_whole(ex)
+        else:
+            body = core.error_body(ex.fail(Refusal(502, "no upstream client")))
+        trace = core.finish(ex)
+        assert trace is not None
+        out.add(reply_topic, session_id, "RouteResponse", self._response(ex, body, trace))
+        out.add(self.topics.traces, session_id, "Trace", trace.to_event())
         return out
 
-    async def _execute(
-        self, canonical: CanonicalRequest, decision: Decision, dialect: str
-    ) -> tuple[int, str, tuple[str, str, str] | None, tuple[int, int, int], int, str | None]:
-        """(status, body text in the client's dialect, (model, provider, provider dialect), usage, attempts, error)."""
-        client_codec = registry.get(dialect)
-        primary = self.models.get(decision.model)
-        if primary is None or self.client is None:
-            message = f"model {decision.model!r} is not configured" if primary is None else "no upstream client"
-            return 502, json.dumps(client_codec.render_error(502, message)), None, (0, 0, 0), 0, message
-        canonical.stream = False  # a RouteResponse carries the whole answer
-        attempts = 0
-        last_status, last_error = 502, "no provider available"
-        served: tuple[str, str, str] | None = None
-        for model, provider in candidates(primary, decision.provider, decision.fallbacks, self.models,
-                                          self.providers):
-            attempts += 1
-            served = (model.name, provider.name, provider.dialect)
-            pcodec = registry.get(provider.dialect)
-            try:
-                upstream_body = pcodec.render_request(canonical, model.upstream,
-                                                      supports_thinking=model.capabilities.thinking)
-                resp = await self.client.send(provider, PATHS[provider.dialect],
-                                              json.dumps(upstream_body).encode(), auth_headers(provider))
-                raw = await resp.read()
-            except UpstreamError as exc:
-                last_status, last_error = 502, f"{exc.kind}: {exc.message}"
-                continue
-            except TranslationError as exc:
-                last_status, last_error = exc.status, exc.message
-                break
-            if resp.status == 200:
-                try:
-                    parsed = pcodec.parse_response(json.loads(raw))
-                    text = json.dumps(client_codec.render_response(parsed, model=model.name))
-                except (ValueError, TranslationError) as exc:
-                    last_status, last_error = 502, f"unreadable upstream answer: {exc}"
-                    continue
-                u = parsed.usage
-                return 200, text, served, (u.input_tokens, u.output_tokens, u.cached_input_tokens), attempts, None
-            last_status = resp.status
-            last_error = f"upstream status {resp.status}: {raw[:300].decode('utf-8', 'replace')}"
-            if not (resp.status == 429 or resp.status >= 500):
-                break
-        # Errors are always rendered in the client's dialect (the provider's may differ).
-        body = json.dumps(client_codec.render_error(last_status, last_error))
-        return last_status, body, served, (0, 0, 0), attempts, last_error
+    @staticmethod
+    def _admit(core: ServingCore, ex: Exchange, req: dict[str, Any], execute: bool) -> Refusal | None:
+        try:
+            body = json.loads(req["body"])
+        except ValueError as exc:
+            return ex.fail(Refusal(400, f"invalid request body: {exc}", param="body"))
+        if not isinstance(body, dict):
+            return ex.fail(Refusal(400, "request body must be a JSON object", param="body"))
+        raw = req["body"].encode()
+        if not body.get("model"):
+            body["model"] = AUTO_MODEL  # a RouteRequest may leave the choice to the router
+            raw = b""
+        if execute and body.get("stream"):
+            body["stream"] = False  # a RouteResponse carries the whole answer
+            raw = b""
+        ex.raw = raw or json.dumps(body).encode()
+        return admit(core, ex, body, session_id=ex.session_id or None)
 
-    def _response(self, req: dict[str, Any], status: int, body: str, *, error: str | None = None,
-                  decision: Decision | None = None, served: tuple[str, str, str] | None = None,
-                  usage: tuple[int, int, int] = (0, 0, 0), cost: float = 0.0,
-                  latency_ms: float = 0.0) -> dict[str, Any]:
+    @staticmethod
+    def _response(ex: Exchange, body: bytes, trace: Trace) -> dict[str, Any]:
         return {
             "event_id": new_id(),
             "ts_ms": now_ms(),
-            "request_id": req["request_id"],
-            "session_id": req["session_id"],
-            "dialect": req["dialect"],
-            "status": status,
-            "body": body,
-            "model": served[0] if served else (decision.model if decision else ""),
-            "provider": served[1] if served else (decision.provider if decision else ""),
-            "decision_id": decision.decision_id if decision else "",
-            "input_tokens": usage[0],
-            "output_tokens": usage[1],
-            "cost_usd": cost,
-            "latency_ms": latency_ms,
-            "error": error,
-        }
-
-    def _trace(self, req: dict[str, Any], decision: Decision | None, *, status: int, t0: float,
-               error: str | None = None, overhead_ms: float = 0.0, served: tuple[str, str, str] | None = None,
-               usage: tuple[int, int, int] = (0, 0, 0), cost: float = 0.0, baseline: float = 0.0,
-               attempts: int = 0) -> dict[str, Any]:
-        features = decision.features if decision else {}
-        return {
-            "event_id": new_id(),
-            "ts_ms": int(req.get("ts_ms") or now_ms()),
-            "request_id": req["request_id"],
-            "session_id": req["session_id"],
-            "decision_id": decision.decision_id if decision else "",
-            "client_dialect": req["dialect"],
-            "provider_dialect": served[2] if served else "",
-            "model": served[0] if served else (decision.model if decision else ""),
-            "provider": served[1] if served else (decision.provider if decision else ""),
-            "route": decision.route if decision else "default",
-            "policy": decision.policy if decision else "",
-            "policy_version": decision.policy_version if decision else 0,
-            "prompt_version": decision.prompt_version if decision else None,
-            "status": status,
-            "error": error,
-            "stream": False,
-            "latency_ms": (time.perf_counter() - t0) * 1000.0,
-            "ttft_ms": 0.0,
-            "overhead_ms": overhead_ms,
-            "input_tokens": usage[0],
-            "output_tokens": usage[1],
-            "cached_tokens": usage[2],
-            "cost_usd": cost,
-            "baseline_cost_usd": baseline,
-            "attempts": attempts or (1 if decision else 0),
-            "source": "kafka",
-            "task_type": str(features.get("task") or "") if features else "",
-            "client": str(features.get("client") or "") if features else "",
+            "request_id": ex.request_id,
+            "session_id": ex.session_id,
+            "dialect": ex.dialect,
+            "status": trace.status,
+            "body": body.decode(),
+            "model": trace.model,
+            "provider": trace.provider,
+            "decision_id": trace.decision_id,
+            "input_tokens": trace.input_tokens,
+            "output_tokens": trace.output_tokens,
+            "cost_usd": trace.cost_usd,
+            "latency_ms": trace.latency_ms,
+            "error": trace.error,
         }
 
 

@@ -1,11 +1,13 @@
-"""POST /v1/messages (also ``?beta=true``) and /v1/messages/count_tokens: the Anthropic dialect
-(Claude Code, Anthropic SDKs)."""
+"""The Anthropic Messages dialect (Claude Code, Anthropic SDKs): its serving core (``POST /v1/messages``,
+also ``?beta=true``) and ``/v1/messages/count_tokens``."""
 
 from __future__ import annotations
 
 import msgspec
 
 from streams.config import ModelSettings
+from streams.ingress.admission import BYTES_PER_TOKEN
+from streams.ingress.core import ServingCore
 from streams.ingress.errors import read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
@@ -15,15 +17,12 @@ from streams.ingress.http import (
     Send,
     send_bytes,
 )
-from streams.ingress.pipeline import DialectIngress
 from streams.translation import fastpath
 
 DIALECT = "anthropic_messages"
-# A common rule of thumb for English and code: ~4 bytes of JSON per token.
-_BYTES_PER_TOKEN = 4
 
 
-class AnthropicMessagesIngress(DialectIngress):
+class AnthropicMessagesCore(ServingCore):
     dialect = DIALECT
 
     def rewrite_headers(self, headers: dict[str, str], model: ModelSettings) -> None:
@@ -74,5 +73,5 @@ class CountTokensEndpoint:
         size = sum(len(m) for m in req.messages)
         size += len(req.system) if req.system is not None else 0
         size += sum(len(t) for t in req.tools) if req.tools else 0
-        tokens = max(1, size // _BYTES_PER_TOKEN)
+        tokens = max(1, size // BYTES_PER_TOKEN)
         await send_bytes(send, 200, _encode({"input_tokens": tokens}), JSON_HEADERS)

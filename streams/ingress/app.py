@@ -19,13 +19,13 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from streams.ingress.anthropic_messages import AnthropicMessagesIngress, CountTokensEndpoint
+from streams.ingress.anthropic_messages import CountTokensEndpoint
+from streams.ingress.dialects import serving_cores
 from streams.ingress.feedback import FeedbackEndpoint, FeedbackHandler
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import JSON_HEADERS, Receive, Scope, Send, send_bytes
 from streams.ingress.models import ModelsEndpoint
-from streams.ingress.openai_chat import OpenAIChatIngress
-from streams.ingress.openai_responses import OpenAIResponsesIngress
+from streams.ingress.pipeline import DialectIngress
 from streams.ingress.route import RouteEndpoint
 
 
@@ -53,11 +53,11 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
         finally:
             await gateway.close()
 
-    messages = AnthropicMessagesIngress(gateway)
+    cores = serving_cores(gateway)
     routes = [
-        Route("/v1/chat/completions", OpenAIChatIngress(gateway), methods=["POST"]),
-        Route("/v1/responses", OpenAIResponsesIngress(gateway), methods=["POST"]),
-        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/chat/completions", DialectIngress(cores["openai_chat"]), methods=["POST"]),
+        Route("/v1/responses", DialectIngress(cores["openai_responses"]), methods=["POST"]),
+        Route("/v1/messages", DialectIngress(cores["anthropic_messages"]), methods=["POST"]),
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
         Route("/v1/models", ModelsEndpoint(gateway), methods=["GET"]),
         Route("/v1/route", RouteEndpoint(gateway), methods=["POST"]),

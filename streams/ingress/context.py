@@ -1,20 +1,9 @@
-"""Who is calling, from the request headers (the task-session: ``routing.sessions.session_identity``)."""
+"""Who is calling: the caller's key (the client: ``routing.features.detect_client``; the task-session:
+``routing.sessions.session_identity``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-# User-agent prefixes of known agents (lower-case) -> short client name for traces.
-_CLIENTS = (
-    ("claude-cli", "claude-code"),
-    ("codex", "codex"),
-    ("aider", "aider"),
-    ("anthropic/python", "anthropic-python"),
-    ("anthropic/js", "anthropic-js"),
-    ("openai/python", "openai-python"),
-    ("openai/js", "openai-js"),
-    ("cursor", "cursor"),
-)
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:
@@ -26,13 +15,3 @@ def client_key(headers: Mapping[str, str]) -> str | None:
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return None
-
-
-def client_name(headers: Mapping[str, str]) -> str:
-    ua = headers.get("user-agent", "").lower()
-    if headers.get("x-claude-code-session-id"):
-        return "claude-code"
-    for prefix, name in _CLIENTS:
-        if prefix in ua:
-            return name
-    return ua.split("/", 1)[0][:40] if ua else "unknown"

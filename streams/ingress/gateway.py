@@ -7,12 +7,12 @@ per-request state.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from streams.config import ModelSettings, ProviderSettings, Settings
+from streams.events.ids import new_id
 from streams.ingress.auth import AuthHook, ClientIdentity, accept_any
 from streams.ingress.context import client_key
 from streams.ingress.errors import send_error
@@ -39,11 +39,6 @@ class RouterLike(Protocol):
         self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
         session_id: str | None = None,
     ) -> Decision: ...
-
-
-def new_id() -> str:
-    """A random 128-bit id as hex (cheaper than uuid4 objects on the hot path)."""
-    return os.urandom(16).hex()
 
 
 class Gateway:

@@ -1,13 +1,13 @@
-"""POST /v1/chat/completions: the OpenAI Chat Completions dialect (OpenAI SDKs, aider, Cursor)."""
+"""The OpenAI Chat Completions dialect's serving core (OpenAI SDKs, aider, Cursor)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams.ingress.pipeline import DialectIngress
+from streams.ingress.core import ServingCore
 
 
-class OpenAIChatIngress(DialectIngress):
+class OpenAIChatCore(ServingCore):
     dialect = "openai_chat"
 
     def client_wants_usage(self, body: dict[str, Any]) -> bool:

@@ -1,14 +1,15 @@
-"""POST /v1/responses: the OpenAI Responses dialect (Codex, OpenAI SDKs)."""
+"""The OpenAI Responses dialect's serving core (Codex, OpenAI SDKs)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams.ingress.pipeline import DialectIngress, Exchange
+from streams.ingress.core import ServingCore
+from streams.ingress.exchange import Exchange
 from streams.translation.openai_responses import tool_namespaces
 
 
-class OpenAIResponsesIngress(DialectIngress):
+class OpenAIResponsesCore(ServingCore):
     dialect = "openai_responses"
 
     def render_options(self, ex: Exchange) -> dict[str, Any]:

@@ -204,8 +204,8 @@ def test_spill_file_replays_in_order_and_resumes(tmp_path: Path) -> None:
 def test_conform_fills_defaults_and_drops_unknown_keys() -> None:
     t = conform(CODEC, "Trace", {"event_id": "e", "ts_ms": 5, "request_id": "r", "session_id": "s",
                                  "decision_id": "d", "provider_dialect": None, "ttft_ms": None, "status": 200,
-                                 "task_type": None, "key_id": "k"})
-    assert "key_id" not in t and t["provider_dialect"] == "" and t["ttft_ms"] == 0.0 and t["task_type"] == ""
+                                 "task_type": None, "not_a_field": "k"})
+    assert "not_a_field" not in t and t["provider_dialect"] == "" and t["ttft_ms"] == 0.0 and t["task_type"] == ""
     assert t["error"] is None and t["attempts"] == 1
     assert CODEC.decode(CODEC.encode("Trace", t))[1] == t
 
@@ -300,6 +300,9 @@ async def test_writer_keeps_rows_while_clickhouse_is_down() -> None:
 class FakeRouter:
     def __init__(self) -> None:
         self.seen: list[tuple[str, dict[str, str]]] = []
+
+    def is_auto(self, model_name: str) -> bool:
+        return model_name == "router/auto"
 
     def decide(self, req: Any, headers: dict[str, str], *, requested_model: str,
                session_id: str | None = None) -> Decision:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.ingress.context import client_key, client_name
+from streams.ingress.context import client_key
 from streams.routing.sessions import session_identity as session_id
 from streams.translation.canonical import CanonicalRequest, Message, TextPart
 
@@ -19,13 +19,6 @@ def test_client_key_either_header() -> None:
     assert client_key({"authorization": "bearer  k3 "}) == "k3"
     assert client_key({"authorization": "Basic abc"}) is None
     assert client_key({}) is None
-
-
-def test_client_name_from_user_agent() -> None:
-    assert client_name({"user-agent": "claude-cli/2.1.197 (external, sdk-cli)"}) == "claude-code"
-    assert client_name({"user-agent": "OpenAI/Python 3.54.0"}) == "openai-python"
-    assert client_name({"user-agent": "codex_cli_rs/0.50.0"}) == "codex"
-    assert client_name({}) == "unknown"
 
 
 def test_session_from_headers_metadata_and_cache_key() -> None:

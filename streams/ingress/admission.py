@@ -1,0 +1,72 @@
+"""Admission: from a decoded body to a decided request, or the refusal to answer instead.
+
+The dialect's parser builds the canonical request; then the key's model scope, the rate limits and
+budgets, the decision (the router for an auto model, a passthrough for a configured one) and the
+identity's model list. Both entry points call ``admit``: the HTTP endpoints after checking the
+caller's key, the Kafka router agent for a ``RouteRequest`` (the broker is its trust boundary).
+``acquire_slot`` takes the process's concurrency slot for the upstream exchange.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from streams.ingress.exchange import Exchange, Refusal
+from streams.reliability.concurrency import Overloaded
+from streams.reliability.keys import VirtualKey
+from streams.routing.sessions import session_identity
+from streams.translation.canonical import TranslationError
+
+if TYPE_CHECKING:
+    from streams.ingress.core import ServingCore
+
+# A common rule of thumb for English and code: ~4 bytes of JSON per token.
+BYTES_PER_TOKEN = 4
+
+
+def admit(core: ServingCore, ex: Exchange, body: dict[str, Any], *, vkey: VirtualKey | None = None,
+          key: str | None = None, session_id: str | None = None) -> Refusal | None:
+    """Fill ``ex`` (request, limits, decision) or say why not. ``session_id``: the caller's own (a
+    ``RouteRequest`` names it), else ``routing.sessions.session_identity`` of headers, body and key."""
+    gw, dialect = core.gw, ex.dialect
+    rel = gw.reliability
+    anthropic = dialect == "anthropic_messages"
+    ex.body = body
+    try:
+        req = ex.req = core.codec.parse_request(body)
+    except TranslationError as exc:
+        return ex.fail(Refusal(exc.status, exc.message, param=exc.param))
+    requested = ex.requested = req.model
+    if vkey is not None:
+        denied = rel.authorize_model(vkey, requested)
+        if denied is not None:
+            return ex.fail(Refusal(403, denied.message, param=denied.param,
+                                   error_type=denied.error_type if anthropic else None))
+    limits = rel.limits_for(vkey)
+    if not limits.unlimited and ex.identity is not None:
+        est_tokens = len(ex.raw) // BYTES_PER_TOKEN
+        check = rel.limits.check(ex.identity.key_id, limits, est_tokens)
+        if not check.ok:
+            return ex.fail(Refusal(check.status, check.message, error_type=check.error_type_for(dialect),
+                                   headers=check.headers()))
+        ex.limits, ex.est_tokens = limits, est_tokens
+    decision = gw.decide(req, ex.headers, requested, session_id or session_identity(ex.headers, req, key))
+    if decision is None:
+        return ex.fail(Refusal(404, f"model '{requested}' not found", param="model"))
+    ex.decision = decision
+    identity = ex.identity
+    if identity is not None and identity.allowed_models is not None and decision.model not in identity.allowed_models:
+        return ex.fail(Refusal(403, f"this key may not use model '{decision.model}'", param="model"))
+    return None
+
+
+async def acquire_slot(core: ServingCore, ex: Exchange) -> Refusal | None:
+    """The concurrency slot (release it with ``gw.reliability.concurrency.release()``), or the fast 503
+    (529 for Anthropic when configured) that beats a slow collapse beyond the cap and its queue."""
+    try:
+        await core.gw.reliability.concurrency.acquire()
+    except Overloaded as exc:
+        # 529 is Anthropic's "overloaded"; OpenAI clients know 503 for the same thing.
+        status = 503 if exc.status == 529 and ex.dialect != "anthropic_messages" else exc.status
+        return ex.fail(Refusal(status, exc.message, error_type=exc.error_type_for(ex.dialect), headers=exc.headers()))
+    return None
