@@ -35,8 +35,11 @@ from rich.table import Table
 
 from streams.config import ConfigError, Settings
 from streams.evaluation.ope import Z95, Estimate, LoggedDecision, doubly_robust, ips, snips
+from streams.routing.bandit.base import BanditLike
+from streams.routing.catalog import Catalog
 from streams.routing.features import Features
-from streams.routing.policy import BanditLike, BanditPattern, Catalog, PolicyContext, compile_routes, select_route
+from streams.routing.patterns import BanditPattern, PolicyContext
+from streams.routing.routes import compile_routes, select_route
 
 NOT_ROUTED = ("explicit", "passthrough", "fallback")
 _FEATURE_FIELDS = {f.name for f in fields(Features)}

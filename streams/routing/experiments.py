@@ -34,7 +34,7 @@ from streams.routing.settings import CandidateSettings, RoutingSettings
 from streams.translation.canonical import CanonicalRequest
 
 if TYPE_CHECKING:
-    from streams.routing.policy import BanditLike
+    from streams.routing.bandit.base import BanditLike
 
 log = logging.getLogger(__name__)
 

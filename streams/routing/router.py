@@ -14,21 +14,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from streams.config import Settings
+from streams.routing.bandit.base import BanditLike
 from streams.routing.cache import DecisionCache, signature
+from streams.routing.catalog import Catalog
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, load_labels
 from streams.routing.decision import PASSTHROUGH, Decision
 from streams.routing.features import FeatureExtractor, Features, header_map
-from streams.routing.policy import (
-    BanditLike,
-    BanditPattern,
-    CascadePattern,
-    Catalog,
-    Choice,
-    CompiledRoute,
-    PolicyContext,
-    compile_routes,
-    select_route,
-)
+from streams.routing.patterns import BanditPattern, CascadePattern, Choice, PolicyContext
+from streams.routing.routes import CompiledRoute, compile_routes, select_route
 from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict
 from streams.translation.canonical import CanonicalRequest
 

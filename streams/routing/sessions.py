@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import msgspec
 
+from streams.routing.catalog import Catalog
 from streams.routing.features import Features
-from streams.routing.policy import Catalog
 from streams.translation.canonical import CanonicalRequest, TextPart
 
 # Header names clients put their session id in (lower-case), by client. Order of use: see session_identity.

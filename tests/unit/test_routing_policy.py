@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from test_routing_fixtures import CC_HEADERS, SDK_HEADERS, assistant, call, default_settings, request, result, user
 
-from streams.routing.policy import Catalog, Matcher, pick
+from streams.routing.catalog import Catalog
+from streams.routing.matching import Matcher
+from streams.routing.parallel import pick
 from streams.routing.router import Router
 from streams.translation.canonical import CanonicalResponse, TextPart, ToolCallPart, Usage
 

@@ -1,7 +1,7 @@
-"""The policy engine: routes (first match wins) and the classic routing patterns.
+"""Routing patterns: given a request's features (and its session), which model.
 
-Each configured route compiles once into a matcher plus a pattern object with ``choose``; a request's
-features pick the route, the pattern picks the model:
+Each configured route (``streams.routing.routes``) holds one pattern object; its ``choose`` picks the
+model:
 
 - ``fixed``: the route's one model (or the cheapest of its tier).
 - ``rules``: the first rule whose ``when`` matches the features names a model or a tier.
@@ -9,34 +9,33 @@ features pick the route, the pattern picks the model:
 - ``cascade``: start at the cheapest rung, escalate one rung per failed outcome / failed check of the
   session (state lives in the session), start one rung up when the task confidence is low.
 - ``failover``: an ordered chain; the decision carries the rest as ``fallbacks``.
-- ``parallel``: N candidates (the decision's model plus ``fallbacks``); ``pick`` chooses a response.
+- ``parallel``: N candidates (the decision's model plus ``fallbacks``); ``streams.routing.parallel.pick``
+  chooses a response.
 - ``bandit``: the learned policy; below the confidence threshold sigma the frontier default is used.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from streams.routing.bandit.base import BanditLike
 from streams.routing.features import TIER_RANK
-from streams.translation.canonical import CanonicalResponse, TextPart, ToolCallPart
+from streams.routing.matching import Matcher
 
 if TYPE_CHECKING:
-    from streams.config import ModelSettings, Settings
+    from streams.routing.catalog import Catalog
     from streams.routing.features import Features
     from streams.routing.sessions import SessionState
     from streams.routing.settings import RouteSettings
 
-TIER_ORDER = TIER_RANK
-
 
 @dataclass(slots=True)
 class Choice:
+    """A pattern's pick: the model, why, and what off-policy evaluation needs to credit it."""
+
     model: str
     reason: str
     confidence: float = 1.0
@@ -46,143 +45,10 @@ class Choice:
     context: dict[str, float] | None = None
 
 
-# --- matching ---------------------------------------------------------------------------------------
-
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "gt": operator.gt,
-    "gte": operator.ge,
-    "lt": operator.lt,
-    "lte": operator.le,
-    "in": lambda a, b: a in b,
-    "not_in": lambda a, b: a not in b,
-    "contains": lambda a, b: isinstance(a, str) and str(b) in a,
-}
-
-
-class Matcher:
-    """A compiled ``match`` mapping: every key must hold (AND). Empty matches everything."""
-
-    __slots__ = ("_checks", "spec")
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.spec = dict(spec)
-        checks: list[tuple[str, str, Any]] = []
-        for key, want in spec.items():
-            if isinstance(want, Mapping):
-                for op, value in want.items():
-                    if op not in _OPS:
-                        raise ValueError(f"match.{key}: unknown operator {op!r} (use one of {sorted(_OPS)})")
-                    checks.append((key, op, value))
-            elif isinstance(want, list | tuple | set):
-                checks.append((key, "in", list(want)))
-            else:
-                checks.append((key, "eq", want))
-        self._checks = checks
-
-    def __call__(self, features: Mapping[str, Any]) -> bool:
-        for key, op, value in self._checks:
-            have = features.get(key)
-            if have is None:
-                return False
-            try:
-                if not _OPS[op](have, value):
-                    return False
-            except TypeError:
-                return False
-        return True
-
-
-# --- the model catalogue ---------------------------------------------------------------------------
-
-
-class Catalog:
-    """The configured models with the questions policies ask: capable? affordable? cheapest of a tier?"""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.models: dict[str, ModelSettings] = {m.name: m for m in settings.models}
-        self.by_price = sorted(self.models, key=lambda n: (self.models[n].price_out, self.models[n].price_in))
-        self.expected_output = settings.routing.expected_output_tokens
-
-    def get(self, name: str) -> ModelSettings | None:
-        return self.models.get(name)
-
-    def provider(self, name: str) -> str:
-        m = self.models.get(name)
-        return m.providers[0] if m is not None else ""
-
-    def est_cost(self, name: str, f: Features) -> float:
-        m = self.models[name]
-        out = min(f.max_tokens or self.expected_output, self.expected_output)
-        return (f.input_tokens * m.price_in + out * m.price_out) / 1e6
-
-    def can_serve(self, name: str, f: Features) -> str | None:
-        """Why ``name`` cannot take this request, or None if it can."""
-        m = self.models.get(name)
-        if m is None:
-            return "not configured"
-        caps = m.capabilities
-        if f.tools_offered and not caps.tools:
-            return "no tool use"
-        if f.has_images and not caps.vision:
-            return "no vision"
-        if f.signed_thinking and not caps.thinking:
-            return "history holds signed thinking"
-        if f.input_tokens > m.context_window:
-            return f"context {f.input_tokens} > window {m.context_window}"
-        return None
-
-    def eligible(self, names: Sequence[str], f: Features) -> tuple[list[str], str]:
-        """Candidates that can serve ``f`` and respect its hints; (list, note on what the hints changed)."""
-        capable = [n for n in names if self.can_serve(n, f) is None] or list(names)
-        notes = []
-        pool = capable
-        if f.hint_tier:
-            tiered = [n for n in pool if self.models[n].tier == f.hint_tier]
-            if tiered:
-                pool = tiered
-                notes.append(f"tier hint {f.hint_tier}")
-        if f.hint_max_cost_usd:
-            cheap = [n for n in pool if self.est_cost(n, f) <= f.hint_max_cost_usd]
-            if cheap:
-                pool = cheap
-                notes.append(f"cost cap ${f.hint_max_cost_usd:g}")
-            else:
-                pool = [min(pool, key=lambda n: self.est_cost(n, f))]
-                notes.append(f"cost cap ${f.hint_max_cost_usd:g} unmet, cheapest")
-        return pool, ", ".join(notes)
-
-    def cheapest(self, names: Sequence[str], f: Features | None = None) -> str:
-        if f is not None:
-            return min(names, key=lambda n: self.est_cost(n, f))
-        return min(names, key=lambda n: (self.models[n].price_out, self.models[n].price_in))
-
-    def of_tier(self, tier: str, f: Features) -> str | None:
-        """The cheapest capable model of ``tier`` (or of the nearest stronger tier)."""
-        rank = TIER_ORDER.get(tier, 1)
-        for r in range(rank, len(TIER_ORDER)):
-            names = [n for n, m in self.models.items() if TIER_ORDER.get(m.tier, 1) == r]
-            capable = [n for n in names if self.can_serve(n, f) is None]
-            if capable:
-                return self.cheapest(capable, f)
-        return None
-
-    def resolve(self, target: str, f: Features) -> str | None:
-        """A model name, or a tier name resolved to its cheapest capable model."""
-        if target in self.models:
-            return target
-        if target in TIER_ORDER:
-            return self.of_tier(target, f)
-        return None
-
-
-# --- patterns --------------------------------------------------------------------------------------
-
-
 @dataclass(slots=True)
 class PolicyContext:
+    """What every pattern may read besides the request: the catalogue, defaults and the learned policy."""
+
     catalog: Catalog
     frontier_default: str
     sigma: float
@@ -215,21 +81,21 @@ def prior_tier(f: Features, session: SessionState | None, ctx: PolicyContext) ->
     if base is None:
         return None, ""
     lift, why = struggle(f, session)
-    rank = min(TIER_ORDER.get(base, 1) + lift, TIER_ORDER["frontier"])
-    tier = next(t for t, r in TIER_ORDER.items() if r == rank)
+    rank = min(TIER_RANK.get(base, 1) + lift, TIER_RANK["frontier"])
+    tier = next(t for t, r in TIER_RANK.items() if r == rank)
     note = f"task {f.task} calls for {base}" + (f", lifted to {tier}: {why}" if lift and tier != base else "")
     return tier, note
 
 
 def floor_model(arms: Sequence[str], tier: str, catalog: Catalog, f: Features) -> str | None:
     """The cheapest of ``arms`` at ``tier``, else at the nearest stronger tier, else the strongest arm."""
-    want = TIER_ORDER.get(tier, 1)
+    want = TIER_RANK.get(tier, 1)
     ranked: dict[int, list[str]] = {}
     for a in arms:
         m = catalog.get(a)
         if m is not None:
-            ranked.setdefault(TIER_ORDER.get(m.tier, 1), []).append(a)
-    for r in range(want, len(TIER_ORDER)):
+            ranked.setdefault(TIER_RANK.get(m.tier, 1), []).append(a)
+    for r in range(want, len(TIER_RANK)):
         if ranked.get(r):
             return catalog.cheapest(ranked[r], f)
     for r in range(want - 1, -1, -1):
@@ -244,9 +110,9 @@ class Pattern:
     def __init__(self, route: RouteSettings, catalog: Catalog) -> None:
         self.route = route
         for target in [r.model for r in route.rules if r.model] + list(route.task_map.values()):
-            if target not in catalog.models and target not in TIER_ORDER:
+            if target not in catalog.models and target not in TIER_RANK:
                 raise ValueError(f"routing.routes[{route.name}]: unknown model or tier {target!r}")
-        if route.tier and route.tier not in TIER_ORDER:
+        if route.tier and route.tier not in TIER_RANK:
             raise ValueError(f"routing.routes[{route.name}].tier: unknown tier {route.tier!r}")
 
     def pool(self, ctx: PolicyContext) -> list[str]:
@@ -376,7 +242,7 @@ class BanditPattern(Pattern):
                 return Choice(arm, _join(f"{picked}; {why}: prior holds", note), confidence=confidence,
                               propensity=propensity, context=context)
             if confidence >= ctx.sigma:
-                side = "above" if TIER_ORDER.get(arm_tier, 1) > TIER_ORDER.get(tier, 1) else "below"
+                side = "above" if TIER_RANK.get(arm_tier, 1) > TIER_RANK.get(tier, 1) else "below"
                 return Choice(arm, _join(f"{picked}; {why}: {side} it at confidence >= sigma {ctx.sigma:.2f}", note),
                               confidence=confidence, propensity=propensity, context=context)
             fallback, fallback_why = floor, f"{why}: prior's {floor}"
@@ -412,78 +278,6 @@ PATTERNS: dict[str, type[Pattern]] = {
     "parallel": ParallelPattern,
     "bandit": BanditPattern,
 }
-
-
-@dataclass(slots=True)
-class CompiledRoute:
-    name: str
-    match: Matcher
-    pattern: Pattern
-    prompt_version: str | None
-
-
-def compile_routes(routes: Sequence[RouteSettings], catalog: Catalog) -> list[CompiledRoute]:
-    """The configured routes plus, if none has an empty match, a default bandit route over every model."""
-    from streams.routing.settings import RouteSettings
-
-    compiled = [
-        CompiledRoute(r.name, Matcher(r.match), PATTERNS[r.pattern](r, catalog), r.prompt_version) for r in routes
-    ]
-    if not any(not r.match for r in routes):
-        default = RouteSettings(name="default", pattern="bandit")
-        compiled.append(CompiledRoute("default", Matcher({}), BanditPattern(default, catalog), None))
-    return compiled
-
-
-def select_route(routes: Sequence[CompiledRoute], features: Mapping[str, Any]) -> CompiledRoute:
-    for r in routes:
-        if r.match(features):
-            return r
-    return routes[-1]
-
-
-# --- parallel-then-pick ----------------------------------------------------------------------------
-
-
-def _tool_json_score(resp: CanonicalResponse) -> int:
-    """2: every tool call's arguments are valid JSON objects; 1: no tool calls; 0: a broken call."""
-    calls = [p for p in resp.parts if isinstance(p, ToolCallPart)]
-    if not calls:
-        return 1
-    for c in calls:
-        try:
-            if not isinstance(json.loads(c.arguments or "{}"), dict):
-                return 0
-        except ValueError:
-            return 0
-    return 2
-
-
-def pick(
-    responses: Sequence[CanonicalResponse | BaseException | None],
-    *,
-    models: Sequence[str] | None = None,
-    catalog: Catalog | None = None,
-) -> int:
-    """Index of the best of N parallel responses: a response at all, then valid tool-call JSON, then the
-    longest non-empty text, then the cheapest (by usage and the model's price when ``catalog`` is given)."""
-    best_i, best_key = -1, None
-    for i, r in enumerate(responses):
-        if not isinstance(r, CanonicalResponse) or r.stop_reason == "error":
-            key: tuple[Any, ...] = (0, 0, 0, 0, 0.0)
-        else:
-            text_len = sum(len(p.text) for p in r.parts if isinstance(p, TextPart))
-            n_calls = sum(1 for p in r.parts if isinstance(p, ToolCallPart))
-            cost = 0.0
-            if catalog is not None and models is not None and i < len(models):
-                m = catalog.get(models[i])
-                if m is not None:
-                    u = r.usage
-                    cost = m.cost_usd(u.input_tokens, u.output_tokens, u.cached_input_tokens)
-            key = (1, _tool_json_score(r), int(text_len > 0 or n_calls > 0), text_len, -cost)
-        if best_key is None or key > best_key:
-            best_i, best_key = i, key
-    return best_i
 
 
 def _join(reason: str, note: str) -> str:
