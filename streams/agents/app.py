@@ -128,7 +128,7 @@ def make_faust_app(
     """A Faust app (consumer group ``app_id``) for one worker; agents are registered on it afterwards.
 
     Start it in a running loop with ``await app.start()`` and stop with ``await app.stop()``; agents
-    are attached with ``streams.agents.router.attach_router`` and ``streams.agents.learner.attach_learner``
+    are attached with ``streams.agents.route_agent.attach_router`` and ``streams.agents.learner.attach_learner``
     (or use ``streams.agents.worker.Worker``, which does all of this).
     """
     brokers = [f"kafka://{b.strip()}" for b in bootstrap_servers.split(",") if b.strip()]

@@ -15,7 +15,7 @@ topics (the worker's consumer group assigns co-partitioned topics together) and 
 - sessions idle longer than ``routing.session_ttl_s`` are forgotten (bounded memory).
 
 The learner's bandit holds only its own updates on top of the shared prior and is published as a
-partial snapshot (see ``streams.agents.policy``) every ``publish_every_s`` when it changed, and at
+partial snapshot (see ``streams.agents.policy_snapshots``) every ``publish_every_s`` when it changed, and at
 once after ``publish_after`` updates (a significant change).
 """
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.agents.app import WeaveAvroCodec
-from streams.agents.policy import POLICY_NAME, base_bandit, snapshot_event
+from streams.agents.policy_snapshots import POLICY_NAME, base_bandit, snapshot_event
 from streams.agents.policy_store import save_partial
 from streams.config import Settings
 from streams.routing.bandit import ContextualBandit
@@ -358,7 +358,7 @@ def attach_learner(app: Any, learner: Learner, publisher: Any, *, policy: str = 
                    tick_s: float = 0.5, batch_max: int = 1000, within_s: float = 0.01) -> Any:
     """Register the learner agent (and its publish timer) on a Faust ``app``; call before ``app.start()``.
 
-    ``publisher`` is the worker's ``streams.agents.router.Publisher`` (snapshots, dead letters).
+    ``publisher`` is the worker's ``streams.agents.publisher.Publisher`` (snapshots, dead letters).
     """
 
     topics = publisher.topics

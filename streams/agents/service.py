@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.agents.emitter import KafkaEventSink
-from streams.agents.policy import PolicyFollower
+from streams.agents.policy_snapshots import PolicyFollower
 from streams.agents.sink import SinkAgent
 from streams.agents.topics import Topics, ensure
 from streams.agents.worker import Worker

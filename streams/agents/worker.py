@@ -29,9 +29,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.agents.app import DEFAULT_APP_ID, BatchApp, BatchHandler, make_faust_app
 from streams.agents.learner import Learner, attach_learner, learner_tick, queue_learn_batch
-from streams.agents.policy import POLICY_NAME, PolicyFollower, PolicyView, base_bandit
+from streams.agents.policy_snapshots import POLICY_NAME, PolicyFollower, PolicyView, base_bandit
 from streams.agents.policy_store import load_partial
-from streams.agents.router import Publisher, RouteHandler, attach_router, queue_route_batch
+from streams.agents.publisher import Publisher
+from streams.agents.route_agent import RouteHandler, attach_router, queue_route_batch
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
 from streams.events.codec import DecodeError, EventCodec

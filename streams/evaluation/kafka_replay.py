@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.agents.emitter import KafkaEventSink
-from streams.agents.policy import POLICY_NAME, PolicyFollower
+from streams.agents.policy_snapshots import POLICY_NAME, PolicyFollower
 from streams.agents.records import new_id, now_ms
 from streams.agents.topics import Topics, ensure
 from streams.agents.worker import Worker

@@ -1,7 +1,7 @@
 """The serving core: one dialect's way through admission, the upstream exchange and the trace.
 
 Both entry points drive it: the HTTP endpoints (``streams.ingress.pipeline``) relay what it gets as
-bytes or a stream, the Kafka router agent (``streams.agents.router``) takes the whole answer
+bytes or a stream, the Kafka router agent (``streams.agents.route_agent``) takes the whole answer
 (``serve_whole``). The dialect's few differences are hooks here (``OpenAIChatCore`` and the others
 override them); the phases are ``admission``, ``exchange``, ``relay`` and ``trace``.
 """

@@ -7,7 +7,7 @@ one trace (``streams.ingress.trace``), journaled just before the answer's last b
 
 Every routed response carries x-router-* headers; every decided request ends with one decision and one
 trace handed to the gateway's event sink. The Kafka router agent drives the same core
-(``streams.agents.router``).
+(``streams.agents.route_agent``).
 """
 
 from __future__ import annotations

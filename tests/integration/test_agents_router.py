@@ -24,8 +24,8 @@ from streams.agents.service import start_streams
 from streams.agents.sink import SinkAgent
 from streams.agents.topics import Topics, ensure
 from streams.agents.worker import Worker
-from streams.client import RouterClient
 from streams.config import Settings
+from streams.kafka_client import RouterClient
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.server import running_sim
 from streams.routing.decision import Decision

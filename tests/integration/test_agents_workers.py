@@ -14,7 +14,7 @@ import pytest
 
 from streams.agents.emitter import KafkaEventSink
 from streams.agents.learner import Learner
-from streams.agents.policy import PolicyFollower, base_bandit
+from streams.agents.policy_snapshots import PolicyFollower, base_bandit
 from streams.agents.records import decision_event, new_id, now_ms
 from streams.agents.topics import Topics
 from streams.agents.worker import Worker

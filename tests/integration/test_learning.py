@@ -29,7 +29,7 @@ import httpx
 import uvicorn
 
 from streams.agents.learner import Learner
-from streams.agents.policy import PolicyView, base_bandit
+from streams.agents.policy_snapshots import PolicyView, base_bandit
 from streams.agents.records import decision_event
 from streams.config import Settings
 from streams.infra.runtime import feedback_handler, make_router

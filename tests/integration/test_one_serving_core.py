@@ -15,7 +15,7 @@ import pytest
 from _gateway_harness import DIALECTS, Stack, make_settings, running_stack
 
 from streams.agents.records import decision_event
-from streams.agents.router import RouteHandler
+from streams.agents.route_agent import RouteHandler
 from streams.events.codec import EventCodec
 from streams.providers.client import UpstreamClient
 from streams.routing.router import Router

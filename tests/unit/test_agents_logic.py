@@ -14,9 +14,9 @@ import pytest
 from streams.agents.app import Event, Poison, WeaveAvroCodec
 from streams.agents.feedback import build_outcome
 from streams.agents.learner import Learner, OutcomeJoiner
-from streams.agents.policy import PolicyView, base_bandit, snapshot_event
+from streams.agents.policy_snapshots import PolicyView, base_bandit, snapshot_event
 from streams.agents.records import conform, decision_event
-from streams.agents.router import RouteHandler
+from streams.agents.route_agent import RouteHandler
 from streams.agents.spill import SpillFile
 from streams.config import load_settings
 from streams.events.codec import EventCodec
@@ -390,7 +390,7 @@ class FakePublisher:
 
 
 async def test_route_batch_publishes_in_input_order_and_dead_letters_the_rest() -> None:
-    from streams.agents.router import queue_route_batch
+    from streams.agents.route_agent import queue_route_batch
 
     handler = RouteHandler(load_settings(env={}), FakeRouter(), None)
     publisher = FakePublisher()
