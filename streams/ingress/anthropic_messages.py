@@ -17,7 +17,7 @@ from streams.ingress.http import (
     Send,
     send_bytes,
 )
-from streams.translation import fastpath
+from streams.translation.anthropic_messages import rewrite_anthropic_beta
 
 DIALECT = "anthropic_messages"
 
@@ -30,7 +30,7 @@ class AnthropicMessagesCore(ServingCore):
         # drop the ones the routed model does not support.
         beta = headers.get("anthropic-beta")
         if beta:
-            rewritten = fastpath.rewrite_anthropic_beta(beta, model.capabilities.thinking)
+            rewritten = rewrite_anthropic_beta(beta, model.capabilities.thinking)
             if rewritten:
                 headers["anthropic-beta"] = rewritten
             else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from streams.translation.canonical import (
     CanonicalRequest,
     CanonicalResponse,
@@ -108,6 +110,14 @@ class BodyUsage(Protocol):
     def __call__(self, data: bytes) -> Usage | None: ...
 
 
+class RewriteRelayed(Protocol):
+    """The same-dialect relay's edits to the client's top-level fields (raw JSON bytes each), in place:
+    what the chosen model cannot take (``supports_thinking``), usage a stream must carry
+    (``ensure_usage``). The model name is set by ``streams.translation.fastpath``."""
+
+    def __call__(self, top: dict[str, msgspec.Raw], *, supports_thinking: bool, ensure_usage: bool) -> None: ...
+
+
 class NewUsageScanner(Protocol):
     """A scanner for a same-dialect relayed stream; ``drop_usage_chunk`` cuts a usage chunk the
     client did not ask for (only OpenAI Chat has one)."""
@@ -130,3 +140,4 @@ class DialectCodec:
     StreamWriter: NewStreamWriter
     body_usage: BodyUsage
     usage_scanner: NewUsageScanner
+    rewrite_relayed: RewriteRelayed

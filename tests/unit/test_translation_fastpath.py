@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from streams.translation.anthropic_messages import rewrite_anthropic_beta
 from streams.translation.canonical import TranslationError
-from streams.translation.fastpath import rewrite_anthropic_beta, rewrite_body
+from streams.translation.fastpath import rewrite_body
 
 CAPTURED = Path("/work/shared/reference/captured_requests/claude_code_turn2_tool_result_messages.json")
 

@@ -6,13 +6,15 @@ back, thinking switched off for a turn whose pending tool calls came without it,
 counted without the cached share.
 
 Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (messages and errors),
-``stream`` (message/content_block events both ways), ``usage`` (token counts, also off relayed bytes);
-``CODEC`` is all of it behind ``DialectCodec``.
+``stream`` (message/content_block events both ways), ``usage`` (token counts, also off relayed bytes), ``relay``
+(the edits to a body relayed to an upstream of this dialect); ``CODEC`` is all of it behind
+``DialectCodec``.
 """
 
 from __future__ import annotations
 
 from streams.translation.anthropic_messages.blocks import tool_id
+from streams.translation.anthropic_messages.relay import rewrite_anthropic_beta, rewrite_relayed
 from streams.translation.anthropic_messages.request import DIALECT, parse_request, render_request
 from streams.translation.anthropic_messages.response import (
     error_type_for,
@@ -38,6 +40,8 @@ __all__ = [
     "render_request",
     "render_response",
     "render_usage",
+    "rewrite_anthropic_beta",
+    "rewrite_relayed",
     "tool_id",
     "usage_scanner",
 ]
@@ -53,4 +57,5 @@ CODEC = DialectCodec(
     StreamWriter=StreamWriter,
     body_usage=body_usage,
     usage_scanner=usage_scanner,
+    rewrite_relayed=rewrite_relayed,
 )

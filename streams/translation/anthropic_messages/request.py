@@ -290,10 +290,9 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
 
     cm = body.get("context_management")
     if isinstance(cm, dict) and not thinking_on:
-        # clear_thinking edits are rejected when thinking is off; keep the other edits
-        edits = [e for e in cm.get("edits") or [] if not str(e.get("type", "")).startswith("clear_thinking")]
-        if edits:
-            body["context_management"] = {**cm, "edits": edits}
+        kept = without_thinking_edits(cm)
+        if kept:
+            body["context_management"] = kept
         else:
             body.pop("context_management")
 
@@ -310,3 +309,10 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
     if user is not None:
         body["metadata"] = {"user_id": user}
     return body
+
+
+def without_thinking_edits(cm: dict[str, Any]) -> dict[str, Any] | None:
+    """``context_management`` without its clear_thinking edits, which Anthropic rejects when thinking
+    is off; None when no edit is left."""
+    edits = [e for e in cm.get("edits") or [] if not str(e.get("type", "")).startswith("clear_thinking")]
+    return {**cm, "edits": edits} if edits else None

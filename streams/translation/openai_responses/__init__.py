@@ -5,14 +5,16 @@ What sets this dialect apart: a list of typed input items (messages, ``function_
 flattened into function tools and restored on the way back (``tool_namespaces``); hosted tools kept
 for a same-dialect upstream only; no stop sequences.
 
-Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (response objects and
-errors), ``stream`` (``response.*`` events both ways), ``usage`` (token counts, also off relayed
-bytes); ``CODEC`` is all of it behind ``DialectCodec``.
+Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (response objects and errors),
+``stream`` (``response.*`` events both ways), ``usage`` (token counts, also off relayed bytes), ``relay``
+(the edits to a body relayed to an upstream of this dialect); ``CODEC`` is all of it behind
+``DialectCodec``.
 """
 
 from __future__ import annotations
 
 from streams.translation.codec import DialectCodec
+from streams.translation.openai_responses.relay import rewrite_relayed
 from streams.translation.openai_responses.request import DIALECT, parse_request, render_request, tool_namespaces
 from streams.translation.openai_responses.response import parse_response, render_error, render_response
 from streams.translation.openai_responses.stream import StreamParser, StreamWriter
@@ -31,6 +33,7 @@ __all__ = [
     "render_request",
     "render_response",
     "render_usage",
+    "rewrite_relayed",
     "tool_namespaces",
     "usage_scanner",
 ]
@@ -46,4 +49,5 @@ CODEC = DialectCodec(
     StreamWriter=StreamWriter,
     body_usage=body_usage,
     usage_scanner=usage_scanner,
+    rewrite_relayed=rewrite_relayed,
 )
