@@ -27,7 +27,7 @@ from streams.translation.canonical import (
 _FOREIGN_USER_MAX_LEN = 64
 
 _decode_json = msgspec.json.decode
-S = TypeVar("S", bound=msgspec.Struct)
+Wire = TypeVar("Wire", bound=msgspec.Struct)
 
 
 # ---------------------------------------------------------------- field checks (4xx on a bad request)
@@ -176,7 +176,7 @@ def decode_event(data: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
-def as_struct(value: Any, wire: type[S]) -> S | None:
+def as_struct(value: Any, wire: type[Wire]) -> Wire | None:
     """A decoded JSON object as a typed wire struct; None when it is absent or of another shape."""
     if not isinstance(value, dict):
         return None

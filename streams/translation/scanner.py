@@ -18,10 +18,12 @@ from streams.translation.canonical import Usage
 # Reads one event's JSON data into the scanner (usage, error, finished); True means "cut this event
 # out". May raise msgspec.DecodeError (the event is malformed) or ValidationError (unexpected shape).
 EventReader = Callable[[bytes, "UsageScanner"], bool]
-B = TypeVar("B")
+Body = TypeVar("Body")
 
 
-def body_usage_with(decoder: msgspec.json.Decoder[B], usage_of: Callable[[B], Usage], data: bytes) -> Usage | None:
+def body_usage_with(
+    decoder: msgspec.json.Decoder[Body], usage_of: Callable[[Body], Usage], data: bytes
+) -> Usage | None:
     """Usage of a whole relayed body (zeros when absent); None when the body is not JSON at all (cut
     short, garbage), which the relay must not pass on as a 200. The decode that finds the usage
     parses the whole body anyway, so the check costs nothing extra."""
