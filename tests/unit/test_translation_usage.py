@@ -99,3 +99,26 @@ def test_chat_error_chunk_is_reported() -> None:
     s = scanner_for("openai_chat")
     s.feed(sse((None, {"error": {"message": "boom", "type": "server_error"}})))
     assert s.error == "boom"
+
+
+def test_relayed_and_translated_usage_agree() -> None:
+    """The same-dialect relay (bytes) and a translated response (decoded dict) count usage alike,
+    DeepSeek's ``prompt_cache_hit_tokens`` and cache writes included."""
+    from streams.translation import anthropic_messages, openai_chat, openai_responses
+
+    cases = [
+        (openai_chat, {"prompt_tokens": 90, "completion_tokens": 4, "prompt_cache_hit_tokens": 64}),
+        (openai_chat, {"prompt_tokens": 90, "completion_tokens": 4,
+                       "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 5},
+                       "completion_tokens_details": {"reasoning_tokens": 3}}),
+        (openai_responses, {"input_tokens": 50, "output_tokens": 9,
+                            "input_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 7},
+                            "output_tokens_details": {"reasoning_tokens": 3}}),
+        (anthropic_messages, {"input_tokens": 10, "output_tokens": 4, "cache_read_input_tokens": 30,
+                              "cache_creation_input_tokens": 2}),
+    ]  # fmt: skip
+    for dialect, usage in cases:
+        relayed = dialect.body_usage(json.dumps({"usage": usage}).encode())
+        assert relayed == dialect.parse_usage(usage), (dialect.DIALECT, usage)
+    assert openai_chat.parse_usage({"prompt_tokens": 90, "prompt_cache_hit_tokens": 64}).cached_input_tokens == 64
+    assert openai_chat.parse_usage({"prompt_tokens": "many"}) == Usage()  # another shape: unknown, not a crash
