@@ -11,7 +11,7 @@ import msgspec
 
 from streams.config import ModelSettings
 from streams.ingress.exchange import Exchange
-from streams.routing.features import detect_client
+from streams.routing.client_detection import detect_client
 from streams.translation.canonical import Usage
 
 

@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from streams.config import ConfigError, Settings
+from streams.routing.client_detection import header_map
 from streams.routing.decision import PASSTHROUGH, Decision
-from streams.routing.features import FeatureExtractor, Features, header_map
+from streams.routing.extractor import FeatureExtractor
+from streams.routing.features import Features
 from streams.routing.router import Router
 from streams.routing.sessions import session_identity
 from streams.routing.settings import CandidateSettings, RoutingSettings

@@ -18,8 +18,10 @@ from streams.routing.bandit.base import BanditLike
 from streams.routing.cache import DecisionCache, signature
 from streams.routing.catalog import Catalog
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, load_labels
+from streams.routing.client_detection import header_map
 from streams.routing.decision import PASSTHROUGH, Decision
-from streams.routing.features import FeatureExtractor, Features, header_map
+from streams.routing.extractor import FeatureExtractor
+from streams.routing.features import Features
 from streams.routing.patterns import BanditPattern, CascadePattern, Choice, PolicyContext
 from streams.routing.routes import CompiledRoute, compile_routes, select_route
 from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict

@@ -19,7 +19,8 @@ from test_routing_fixtures import (
     user,
 )
 
-from streams.routing.features import FeatureExtractor, bigram_entropy, detect_client, header_map
+from streams.routing.client_detection import detect_client, header_map
+from streams.routing.extractor import FeatureExtractor, bigram_entropy
 from streams.translation.canonical import ImagePart, Thinking
 
 fx = FeatureExtractor()

@@ -17,7 +17,9 @@ from test_routing_fixtures import (
 from test_routing_policy import FakeBandit
 
 from streams.routing.catalog import Catalog
-from streams.routing.features import FeatureExtractor, Features, header_map
+from streams.routing.client_detection import header_map
+from streams.routing.extractor import FeatureExtractor
+from streams.routing.features import Features
 from streams.routing.router import Router
 from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict
 from streams.translation.canonical import Thinking

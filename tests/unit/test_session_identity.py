@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.routing.features import header_map
+from streams.routing.client_detection import header_map
 from streams.routing.sessions import session_identity
 from streams.translation import registry
 

@@ -1,0 +1,47 @@
+"""Which coding agent sent a request: from its User-Agent and client headers, else its shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from streams.translation.canonical import CanonicalRequest, TextPart
+
+_AIDER_MARKERS = ("Act as an expert software developer", "SEARCH/REPLACE", "*added these files to the chat*")
+
+
+def header_map(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-cased header names (a plain dict from a test and Starlette's Headers behave the same)."""
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def detect_client(h: Mapping[str, str], req: CanonicalRequest | None = None) -> tuple[str, str]:
+    """(client, version) from User-Agent and client-specific headers, else from the request's shape."""
+    ua = h.get("user-agent", "")
+    ual = ua.lower()
+    if ual.startswith("claude-cli") or "x-claude-code-session-id" in h or "claude-code" in h.get("anthropic-beta", ""):
+        return "claude_code", _version_after(ua, "/")
+    if ual.startswith("codex") or h.get("originator", "").startswith("codex") or "x-codex-window-id" in h:
+        return "codex", _version_after(ua, "/")
+    if "aider" in ual:
+        return "aider", _version_after(ua, "/")
+    if "cursor" in ual:
+        return "cursor", _version_after(ua, "/")
+    if req is not None and _looks_like_aider(req):
+        return "aider", ""
+    if ual.startswith(("openai/", "anthropic/", "asyncopenai/", "asyncanthropic/")) or "x-stainless-lang" in h:
+        return "sdk", _version_after(ua, "/")
+    return "unknown", ""
+
+
+def _version_after(ua: str, sep: str) -> str:
+    head = ua.split(" ", 1)[0]
+    return head.split(sep, 1)[1] if sep in head else ""
+
+
+def _looks_like_aider(req: CanonicalRequest) -> bool:
+    # aider speaks through the OpenAI SDK (its UA says "OpenAI/Python"); its system prompt gives it away.
+    texts = [p.text for p in req.system[:2]]
+    for m in req.messages[:2]:
+        if m.role == "system":
+            texts.extend(p.text for p in m.parts[:1] if isinstance(p, TextPart))
+    return any(marker in t[:3000] for t in texts for marker in _AIDER_MARKERS)
