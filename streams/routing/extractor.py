@@ -16,7 +16,15 @@ from typing import Any
 from streams.routing.agent_stage import read_stage
 from streams.routing.client_detection import detect_client, header_map
 from streams.routing.features import LATENCIES, TASK_TYPES, TEXT_SCAN, TIERS, Features, text_features
-from streams.translation.canonical import CanonicalRequest, DocumentPart, ImagePart, TextPart
+from streams.translation.canonical import (
+    CanonicalRequest,
+    DocumentPart,
+    ImagePart,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 CHARS_PER_TOKEN = 4
 ENTROPY_SAMPLE = 1024  # chars of the last user text used for the entropy estimate
@@ -111,36 +119,37 @@ class FeatureExtractor:
         for m in messages:
             role = m.role
             for p in m.parts:
-                t = p.type
-                if t == "text":
-                    text = p.text  # type: ignore[union-attr]
-                    hist_chars += len(text)
-                    if role == "system":
-                        sys_chars += len(text)
-                    elif role == "user" and not _is_reminder(text):
-                        last_user_text = text
-                elif t == "tool_call":
-                    tools_used += 1
-                    hist_chars += len(p.arguments) + len(p.name)  # type: ignore[union-attr]
-                elif t == "tool_result":
-                    if p.is_error:  # type: ignore[union-attr]
-                        tool_errors += 1
-                    for c in p.content:  # type: ignore[union-attr]
-                        if isinstance(c, TextPart):
-                            hist_chars += len(c.text)
-                        elif isinstance(c, ImagePart):
-                            has_images = True
-                            hist_chars += 1600 * CHARS_PER_TOKEN // 4
-                elif t == "thinking":
-                    hist_chars += len(p.text)  # type: ignore[union-attr]
-                    if p.signature or p.redacted:  # type: ignore[union-attr]
-                        signed = True
-                elif t == "image":
-                    has_images = True
-                    hist_chars += 1600 * CHARS_PER_TOKEN // 4
-                elif t == "document":
-                    hist_chars += len(p.data or "") // 2 if isinstance(p, DocumentPart) else 0
-            if role == "user" and m.parts and m.parts[-1].type == "text" and not _is_reminder(m.parts[-1].text):  # type: ignore[union-attr]
+                match p:
+                    case TextPart():
+                        text = p.text
+                        hist_chars += len(text)
+                        if role == "system":
+                            sys_chars += len(text)
+                        elif role == "user" and not _is_reminder(text):
+                            last_user_text = text
+                    case ToolCallPart():
+                        tools_used += 1
+                        hist_chars += len(p.arguments) + len(p.name)
+                    case ToolResultPart():
+                        if p.is_error:
+                            tool_errors += 1
+                        for c in p.content:
+                            if isinstance(c, TextPart):
+                                hist_chars += len(c.text)
+                            elif isinstance(c, ImagePart):
+                                has_images = True
+                                hist_chars += 1600 * CHARS_PER_TOKEN // 4
+                    case ThinkingPart():
+                        hist_chars += len(p.text)
+                        if p.signature or p.redacted:
+                            signed = True
+                    case ImagePart():
+                        has_images = True
+                        hist_chars += 1600 * CHARS_PER_TOKEN // 4
+                    case DocumentPart():
+                        hist_chars += len(p.data or "") // 2
+            last_part = m.parts[-1] if m.parts else None
+            if role == "user" and isinstance(last_part, TextPart) and not _is_reminder(last_part.text):
                 depth += 1
         sys_chars_msgs = sys_chars - sum(len(p.text) for p in req.system)
         f.system_tokens = sys_chars // CHARS_PER_TOKEN
