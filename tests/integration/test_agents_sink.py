@@ -18,6 +18,7 @@ from streams.agents.records import new_id, now_ms
 from streams.agents.sink import SinkAgent
 from streams.agents.topics import Topics
 from streams.config import Settings
+from streams.events.codec import EventCodec
 from streams.routing.decision import Decision
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -323,3 +324,48 @@ async def test_a_broker_without_idempotence_is_detected_not_assumed(
     finally:
         await emitter.stop()
         await sink.stop()
+
+
+async def test_batched_events_land_where_any_producer_puts_their_session_in_order(
+    settings: Settings, broker: str, topics: Topics, tmp_path: Path
+) -> None:
+    """The learner joins a session's decisions, traces and outcomes inside one partition number: the
+    emitter's record batches must pick the partition a plain producer (an agent's outcome) picks, and
+    keep each session's events in the order they were accepted."""
+    emitter = make_emitter(settings, broker, topics, tmp_path)
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
+    await emitter.start()
+    await producer.start()
+    sessions = [f"sess-{i}-{uuid.uuid4().hex[:6]}" for i in range(40)]
+    try:
+        for i in range(600):
+            s = sessions[i % len(sessions)]
+            emitter.emit_trace(trace(s, i))
+            emitter.emit_decision(decision(s, i), request_id=f"{s}-r{i}")
+        assert await emitter.idle(20)
+        outcome_partition = {}
+        for s in sessions:
+            meta = await producer.send_and_wait(topics.outcomes, b"x", key=s.encode())
+            outcome_partition[s] = meta.partition
+    finally:
+        await producer.stop()
+        await emitter.stop()
+    consumer = AIOKafkaConsumer(topics.traces, topics.decisions, bootstrap_servers=broker,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    codec = EventCodec()
+    seen: dict[tuple[str, str], list[tuple[int, int]]] = {}  # (topic, session) -> [(partition, i)]
+    try:
+        deadline = time.monotonic() + 20
+        while sum(len(v) for v in seen.values()) < 1200 and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=300)).items():
+                for r in records:
+                    request = codec.decode(r.value)[1]["request_id"]
+                    seen.setdefault((tp.topic, r.key.decode()), []).append((tp.partition, int(request.rsplit("r", 1)[1])))
+    finally:
+        await consumer.stop()
+    assert sum(len(v) for v in seen.values()) == 1200
+    for (_, session), places in seen.items():
+        assert {p for p, _ in places} == {outcome_partition[session]}
+        accepted = [i for _, i in places]
+        assert accepted == sorted(set(accepted))  # in log order as accepted, each once
