@@ -18,14 +18,16 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.agents.emitter import KafkaEventSink
 from streams.agents.policy_snapshots import PolicyFollower
-from streams.agents.sink import SinkAgent
 from streams.agents.topics import Topics, ensure
-from streams.agents.worker import Worker
 from streams.config import Settings
+
+if TYPE_CHECKING:  # imported where they run: a gateway process needs neither Faust nor the sink
+    from streams.agents.sink import SinkAgent
+    from streams.agents.worker import Worker
 
 
 @dataclass
@@ -34,6 +36,8 @@ class StreamServices:
     follower: PolicyFollower | None = None
     worker: Worker | None = None
     sink: SinkAgent | None = None
+    # The agents and the sink in another process (``up``): stopped after the producers, before the trim.
+    apart: Any = None
 
     def health(self) -> dict[str, str]:
         """Component states in the gateway's health-probe shape (``ok`` or a short reason)."""
@@ -62,6 +66,9 @@ class StreamServices:
         if self.sink is not None:
             with contextlib.suppress(Exception):
                 await self.sink.stop()
+        if self.apart is not None:
+            with contextlib.suppress(Exception):
+                await self.apart.stop()
         if self.emitter is not None:
             await self.emitter.final_trim()
 
@@ -90,10 +97,14 @@ async def start_streams(
         starts = []
         roles = tuple(roles)
         if roles:
+            from streams.agents.worker import Worker
+
             services.worker = Worker(settings, bootstrap_servers, embedded=embedded, worker_id=worker_id,
                                      roles=roles, topics=topics, sim_url=sim_url, **(worker_options or {}))
             starts.append(services.worker.start())
         if clickhouse is not None:
+            from streams.agents.sink import SinkAgent
+
             services.sink = SinkAgent.from_settings(settings, bootstrap_servers, clickhouse, topics=topics,
                                                     embedded=embedded, worker_id=worker_id, **(sink_options or {}))
             starts.append(services.sink.start())

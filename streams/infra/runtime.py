@@ -19,6 +19,7 @@ from streams.infra.health import create_health_app
 from streams.infra.observed import RecentRequests
 from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
+from streams.infra.worker_process import AnalyticsProxy, WorkerProcess
 from streams.reliability.limits import keep_spend
 from streams.reliability.redact import install
 
@@ -59,8 +60,11 @@ def build_gateway_app(
     feedback: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     health: Callable[[], dict[str, Any]] | None = None,
     recent: RecentRequests | None = None,
+    analytics: list[Any] | None = None,
 ) -> Any:
-    """The gateway: router with the learned policy, pooled upstream client, events to Kafka."""
+    """The gateway: router with the learned policy, pooled upstream client, events to Kafka.
+    ``analytics``: routes answering ``/v1/analytics`` elsewhere (the process owning ClickHouse);
+    without them the gateway queries ``stack.clickhouse`` itself."""
     from streams.analytics.api import analytics_routes
     from streams.analytics.metrics import RouterMetrics, metrics_route
     from streams.infra.observed import MeteredEventSink
@@ -82,7 +86,11 @@ def build_gateway_app(
             metrics.set_breaker(name, states.get(name, "closed"))  # type: ignore[arg-type]
 
     app = create_app(gateway, feedback)
-    app.router.routes.extend(analytics_routes(lambda: stack.clickhouse, settings))
+    own = analytics_routes(lambda: stack.clickhouse, settings)
+    if analytics is not None:
+        # The dashboard's static files are served here; its data comes through the proxy.
+        own = [r for r in own if getattr(r, "path", "").startswith("/dashboard")] + analytics
+    app.router.routes.extend(own)
     route = metrics_route(metrics)
     scrape = route.endpoint
 
@@ -113,30 +121,64 @@ async def run_service(
     workers: bool,
     wait: Callable[[], Awaitable[None]],
     console: Console,
+    split: bool = True,
 ) -> None:
+    """Serve until ``wait`` returns. ``gateway`` and ``workers`` together (``up``) run the workers in a
+    second process unless ``split`` is False (then everything shares this one)."""
     from streams.agents.service import StreamServices, start_streams
 
-    stack = Stack(settings, with_gateway=gateway, with_workers=workers)
+    # ``up``: the agents, the sink and ClickHouse in a second process (see streams.infra.worker_process).
+    apart = gateway and workers and split
+    stack = Stack(settings, with_gateway=gateway, with_workers=workers and not apart)
     server: HttpServer | None = None
     streams: StreamServices | None = None
     spend_keeper: asyncio.Task[None] | None = None
+    proxy: AnalyticsProxy | None = None
     try:
-        await stack.start()
+        if apart:
+            await stack.start_broker()
+            if stack.needs_sim():
+                await stack.start_sim()
+        else:
+            await stack.start()
         router = make_router(settings) if gateway else None
+        child = WorkerProcess(settings.model_dump_json(), Path(settings.data_dir),
+                              bootstrap_servers=stack.bootstrap_servers, worker_id=worker_id(settings),
+                              embedded=settings.embedded_kafka, sim_url=stack.sim_url) if apart else None
         # The sink runs where the workers run: with chDB only the process owning the data dir may write.
-        streams = await start_streams(
-            settings, stack.bootstrap_servers, embedded=settings.embedded_kafka,
-            clickhouse=stack.clickhouse if workers else None, gateway_router=router, sim_url=stack.sim_url,
-            worker_id=worker_id(settings), roles=("router", "learner") if workers else (),
-            with_emitter=gateway,
+        in_process = workers and not apart
+        started = await asyncio.gather(
+            start_streams(
+                settings, stack.bootstrap_servers, embedded=settings.embedded_kafka,
+                clickhouse=stack.clickhouse if in_process else None, gateway_router=router,
+                sim_url=stack.sim_url, worker_id=worker_id(settings),
+                roles=("router", "learner") if in_process else (), with_emitter=gateway,
+            ),
+            child.start() if child is not None else asyncio.sleep(0),
+            return_exceptions=True,
         )
+        if isinstance(started[0], StreamServices):
+            streams = started[0]
+            streams.apart = child
+        errors = [r for r in started if isinstance(r, BaseException)]
+        if errors:
+            if child is not None:
+                await child.stop()
+            raise errors[0]
+        assert streams is not None
+        if child is not None:
+            proxy = AnalyticsProxy(child)
+            await proxy.start()
         parts = [name for name, on in (("router and learner agents", workers), ("ClickHouse sink", workers),
                                        ("event producer", gateway), ("policy follower", gateway)) if on]
-        stack.state.set("streams", True, ", ".join(parts))
+        where = f" (agents and sink in worker process {child.pid})" if child is not None else ""
+        stack.state.set("streams", True, ", ".join(parts) + where)
         running = streams
 
         def components() -> dict[str, dict[str, Any]]:
             merged = dict(stack.components())
+            if proxy is not None:
+                merged.update(proxy.components)
             for name, state in running.health().items():
                 merged[name] = {"ok": state == "ok", "detail": state}
             return merged
@@ -148,7 +190,8 @@ async def run_service(
         if gateway:
             recent = RecentRequests()
             app = build_gateway_app(settings, stack, streams.emitter, router=router, recent=recent,
-                                    feedback=feedback_handler(router, streams.emitter, recent), health=components)
+                                    feedback=feedback_handler(router, streams.emitter, recent), health=components,
+                                    analytics=proxy.routes() if proxy is not None else None)
         else:
             app = create_health_app(health)
         server = HttpServer(app, settings.server.host, settings.server.port)
@@ -178,6 +221,8 @@ async def run_service(
                 await spend_keeper
             with contextlib.suppress(OSError):
                 app.state.gateway.reliability.limits.save(spend_path(settings))
+        if proxy is not None:
+            await proxy.stop()
         if streams is not None:
             await streams.stop()
         await stack.stop()
