@@ -5,6 +5,9 @@ Steady RSS and flat p99 over the run are the pass criteria ("steady memory, no g
     weave-router up &                                      # or: weave-router gateway (sim providers)
     .venv/bin/python bench/soak.py --minutes 10 --rate 200 --pid $(pgrep -n -f 'weave-router up')
     .venv/bin/python bench/soak.py --embedded --minutes 2  # starts sim + gateway in this process
+    .venv/bin/python bench/soak.py --up --minutes 5 --rate 200 --window-s 30
+                                                           # starts `weave-router up` on a fresh data dir
+                                                           # and prints the RSS of each of its processes
 
 Loopback only; every loop is bounded by the deadline, so the run stops by itself.
 """
@@ -45,13 +48,18 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def _descendants(pid: int) -> list[int]:
+    out = [pid]
+    for p in out:  # grows while iterating: breadth first over the process tree
+        with contextlib.suppress(OSError), open(f"/proc/{p}/task/{p}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
 def tree_rss_mb(pid: int) -> dict[str, float]:
-    """RSS of ``pid`` and each of its child processes (the embedded broker is a child of ``up``), by name."""
+    """RSS of ``pid`` and each of its descendants (``up``'s embedded broker and worker process), by name."""
     out: dict[str, float] = {}
-    pids = [pid]
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
-        pids += [int(c) for c in f.read().split()]
-    for p in pids:
+    for p in _descendants(pid):
         rss = rss_mb(p)
         if rss is None:
             continue
@@ -152,7 +160,8 @@ async def soak(url: str, minutes: float, rate: float, concurrency: int, model: s
                 else:
                     next_at = time.monotonic()  # behind schedule: do not build a burst backlog
             lat = sorted(win.lat_ms)
-            rss = rss_mb(pid) if pid else rss_mb(os.getpid())
+            # The whole tree (gateway, broker, worker process), each process listed after the row.
+            rss = sum(tree_rss_mb(pid).values()) if pid else rss_mb(os.getpid())
             if first_rss is None:
                 first_rss = rss
             growth = f" (+{rss - first_rss:.1f})" if rss is not None and first_rss is not None else ""
@@ -212,6 +221,42 @@ def embedded_stack() -> Iterator[str]:
         thread.join(timeout=15)
 
 
+@contextlib.contextmanager
+def up_process() -> Iterator[tuple[str, int]]:
+    """``weave-router up --port 0`` on a fresh data dir (simulated providers); yields (URL, pid)."""
+    import subprocess
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory(prefix="weave-soak-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "WEAVE_"))}
+        env["WEAVE_DATA_DIR"] = os.path.join(tmp, "data")
+        log_path = os.path.join(tmp, "up.log")
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--port", "0"], cwd=root, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            url = ""
+            deadline = time.monotonic() + 120
+            while not url and time.monotonic() < deadline and proc.poll() is None:
+                with open(log_path) as f:
+                    text = f.read()
+                if "listening on " in text:
+                    url = text.split("listening on ", 1)[1].split()[0]
+                time.sleep(0.2)
+            if not url:
+                with open(log_path) as f:
+                    sys.exit(f"soak: weave-router up did not start:\n{f.read()[-2000:]}")
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default="http://127.0.0.1:8787", help="gateway base URL (loopback only)")
@@ -222,11 +267,17 @@ def main() -> None:
     ap.add_argument("--stream-share", type=float, default=0.5, help="share of streaming requests")
     ap.add_argument("--pid", type=int, default=None, help="gateway process id, for its RSS (default: this process)")
     ap.add_argument("--embedded", action="store_true", help="start sim + gateway in this process")
+    ap.add_argument("--up", action="store_true", help="start `weave-router up` (all its processes measured)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--window-s", type=float, default=60.0, help="report interval (default: a minute)")
     args = ap.parse_args()
     if args.minutes <= 0 or args.minutes > 24 * 60 or args.rate <= 0:
         sys.exit("soak: --minutes must be in (0, 1440] and --rate > 0")
+    if args.up:
+        with up_process() as (url, pid):
+            asyncio.run(soak(url, args.minutes, args.rate, args.concurrency, args.model, pid,
+                             args.stream_share, args.seed, args.window_s))
+        return
     with embedded_stack() if args.embedded else contextlib.nullcontext(args.url) as url:
         check_loopback(url)
         asyncio.run(soak(url, args.minutes, args.rate, args.concurrency, args.model, args.pid,
