@@ -96,20 +96,20 @@ def load_jsonl(path: str | Path, alpha: float = 1.0, beta: float = 1.0) -> list[
 
 def logged_rows(client: Any, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Routed decisions in ``[since, until)`` with their session's latest outcome and their traces' cost."""
-    from streams.analytics.queries import _BEFORE, _W, _params, _rows
+    from streams.analytics.queries.sql import BEFORE, WINDOW, query_rows, window_params
 
     sql = (
         "WITH so AS (SELECT session_id, argMax(success, (ts, event_id)) AS success FROM outcomes FINAL "
-        f"WHERE {_BEFORE} GROUP BY session_id), "
-        f"tc AS (SELECT decision_id, sum(cost_usd) AS cost_usd FROM traces FINAL WHERE {_BEFORE} GROUP BY decision_id) "
+        f"WHERE {BEFORE} GROUP BY session_id), "
+        f"tc AS (SELECT decision_id, sum(cost_usd) AS cost_usd FROM traces FINAL WHERE {BEFORE} GROUP BY decision_id) "
         "SELECT d.event_id AS decision_id, d.model AS arm, d.propensity AS propensity, d.context AS context, "
         "d.features AS features, so.success AS success, tc.cost_usd AS cost_usd "
-        f"FROM (SELECT * FROM decisions FINAL WHERE {_W} AND NOT has({{skip:Array(String)}}, policy) "
+        f"FROM (SELECT * FROM decisions FINAL WHERE {WINDOW} AND NOT has({{skip:Array(String)}}, policy) "
         "AND propensity > 0) AS d "
         "INNER JOIN so ON so.session_id = d.session_id "
         "LEFT JOIN tc ON tc.decision_id = d.event_id ORDER BY d.ts, d.event_id"
     )
-    return _rows(client, sql, _params(since, until, skip=list(NOT_ROUTED)))
+    return query_rows(client, sql, window_params(since, until, skip=list(NOT_ROUTED)))
 
 
 def load_clickhouse(client: Any, since: datetime, until: datetime, alpha: float, beta: float) -> list[Record]:
