@@ -9,8 +9,11 @@ from streams.translation.canonical import CanonicalRequest, TextPart
 _AIDER_MARKERS = ("Act as an expert software developer", "SEARCH/REPLACE", "*added these files to the chat*")
 
 
-def header_map(headers: Mapping[str, str]) -> dict[str, str]:
-    """Lower-cased header names (a plain dict from a test and Starlette's Headers behave the same)."""
+def lower_case_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Headers with lower-case names: the gateway's own map as it is (the ingress lower-cases once per
+    request), anything else (a test's dict, Starlette's Headers) copied lower-cased."""
+    if isinstance(headers, dict) and all(k.islower() for k in headers):
+        return headers
     return {k.lower(): v for k, v in headers.items()}
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from streams.config import ConfigError, Settings
-from streams.routing.client_detection import header_map
+from streams.routing.client_detection import lower_case_headers
 from streams.routing.decision import PASSTHROUGH, Decision
 from streams.routing.extractor import FeatureExtractor
 from streams.routing.features import Features
@@ -220,7 +220,7 @@ class ExperimentRouter:
 
     def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
                session_id: str | None = None) -> Decision:
-        session_id = session_id or session_identity(header_map(headers), req)
+        session_id = session_id or session_identity(lower_case_headers(headers), req)
         if self.canary_fraction > 0.0 and self.variant(session_id) == CANARY:
             assert self.candidate is not None
             try:

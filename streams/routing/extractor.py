@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.routing.agent_stage import read_stage
-from streams.routing.client_detection import detect_client, header_map
+from streams.routing.client_detection import detect_client, lower_case_headers
 from streams.routing.features import LATENCIES, TASK_TYPES, TEXT_SCAN, TIERS, Features, text_features
 from streams.translation.canonical import (
     CanonicalRequest,
@@ -97,7 +97,7 @@ class FeatureExtractor:
         return out
 
     def extract(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str = "") -> Features:
-        h = headers if isinstance(headers, dict) and all(k.islower() for k in headers) else header_map(headers)
+        h = lower_case_headers(headers)
         f = Features(dialect=req.dialect, requested_model=requested_model or req.model, stream=req.stream)
         f.client, f.client_version = detect_client(h, req)
         f.max_tokens = req.max_tokens or 0

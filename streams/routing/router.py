@@ -18,7 +18,7 @@ from streams.routing.bandit.base import BanditLike
 from streams.routing.cache import DecisionCache, signature
 from streams.routing.catalog import Catalog
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, load_labels
-from streams.routing.client_detection import header_map
+from streams.routing.client_detection import lower_case_headers
 from streams.routing.decision import PASSTHROUGH, Decision
 from streams.routing.extractor import FeatureExtractor
 from streams.routing.features import Features
@@ -132,7 +132,7 @@ class Router:
     def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
                session_id: str | None = None) -> Decision:
         """``session_id``: the caller's ``session_identity`` (with its key); computed here when absent."""
-        h = header_map(headers)
+        h = lower_case_headers(headers)
         f = self.extractor.extract(req, h, requested_model=requested_model)
         sid = session_id or session_identity(h, req)
         session = self.sessions.touch(sid)

@@ -73,7 +73,7 @@ def session_identity(headers: Mapping[str, str], req: CanonicalRequest, key: str
     In order: our ``x-router-session``; Claude Code's ``X-Claude-Code-Session-Id``, then the session in
     its ``metadata.user_id`` JSON; Codex's ``session-id`` header, then its ``prompt_cache_key``;
     opencode's ``x-opencode-session``; ``thread-id`` / ``x-session-id``; else a hash of the conversation
-    and the caller's key. ``headers`` must have lower-case names (``client_detection.header_map``).
+    and the caller's key. ``headers`` must have lower-case names (``client_detection.lower_case_headers``).
     """
     for name in (ROUTER_SESSION_HEADER, CLAUDE_CODE_SESSION_HEADER):
         value = headers.get(name)

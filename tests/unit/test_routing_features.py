@@ -19,7 +19,7 @@ from test_routing_fixtures import (
     user,
 )
 
-from streams.routing.client_detection import detect_client, header_map
+from streams.routing.client_detection import detect_client, lower_case_headers
 from streams.routing.extractor import FeatureExtractor, bigram_entropy
 from streams.translation.canonical import ImagePart, Thinking
 
@@ -40,7 +40,7 @@ fx = FeatureExtractor()
     ],
 )
 def test_client_detected_from_captured_headers(name: str, client: str) -> None:
-    assert detect_client(header_map(captured(name)["headers"]))[0] == client
+    assert detect_client(lower_case_headers(captured(name)["headers"]))[0] == client
 
 
 def test_aider_detected_from_its_system_prompt_despite_sdk_user_agent() -> None:
@@ -222,3 +222,10 @@ def test_features_on_captured_aider_body() -> None:
     f = fx.extract(chat.parse_request(cap["body"]), cap["headers"], requested_model="router-auto")
     assert (f.client, f.stage, f.tools_offered) == ("aider", "chat", 0)
     assert f.n_code_blocks >= 1 and f.conversation_depth == 4
+
+
+def test_headers_are_lower_cased_once_per_request() -> None:
+    already = {"user-agent": "claude-cli/2.1", "x-session-id": "s"}
+    assert lower_case_headers(already) is already  # the ingress's own map: no second copy
+    mixed = {"User-Agent": "claude-cli/2.1"}
+    assert lower_case_headers(mixed) == {"user-agent": "claude-cli/2.1"} and "User-Agent" in mixed

@@ -17,7 +17,7 @@ from test_routing_fixtures import (
 from test_routing_policy import FakeBandit
 
 from streams.routing.catalog import Catalog
-from streams.routing.client_detection import header_map
+from streams.routing.client_detection import lower_case_headers
 from streams.routing.extractor import FeatureExtractor
 from streams.routing.features import Features
 from streams.routing.router import Router
@@ -35,7 +35,7 @@ class Clock:
 
 def test_session_identity_sources() -> None:
     req = request([user("fix it")])
-    assert session_identity(header_map(CC_HEADERS), req) == "cc-session-1"
+    assert session_identity(lower_case_headers(CC_HEADERS), req) == "cc-session-1"
     assert session_identity({"session-id": "codex-1"}, req) == "codex-1"
     assert session_identity({"x-session-id": "mine"}, req) == "mine"
     req.extra["prompt_cache_key"] = "pck-1"

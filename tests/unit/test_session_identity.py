@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.routing.client_detection import header_map
+from streams.routing.client_detection import lower_case_headers
 from streams.routing.sessions import session_identity
 from streams.translation import registry
 
@@ -70,7 +70,7 @@ def test_each_client_gets_its_own_session_id(
     client: str, dialect: str, headers: dict[str, str], body: dict[str, Any], expected: str | None
 ) -> None:
     req = registry.get(dialect).parse_request(body)
-    sid = session_identity(header_map(headers), req, "key-1")
+    sid = session_identity(lower_case_headers(headers), req, "key-1")
     if expected is None:
         assert sid.startswith("h-")
     else:
