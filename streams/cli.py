@@ -215,6 +215,8 @@ def keys_create(
     usd_per_day: Annotated[float | None, typer.Option("--usd-per-day")] = None,
     usd_per_month: Annotated[float | None, typer.Option("--usd-per-month")] = None,
     team: Annotated[str | None, typer.Option("--team")] = None,
+    scopes: Annotated[list[str] | None, typer.Option(
+        "--scope", help="what the key may call (repeat): models (default), feedback, analytics, metrics, or *")] = None,
 ) -> None:
     """Create a key; it is printed once and stored only as a salted hash."""
     from streams.reliability.keys import KeyStoreError, keys_cli_create
@@ -222,7 +224,8 @@ def keys_create(
     try:
         print(keys_cli_create(_settings(config), name, models=models or [], routes=routes or [],
                               requests_per_min=requests_per_min, tokens_per_min=tokens_per_min,
-                              usd_per_day=usd_per_day, usd_per_month=usd_per_month, team=team))
+                              usd_per_day=usd_per_day, usd_per_month=usd_per_month, team=team,
+                              scopes=scopes or []))
     except KeyStoreError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from streams.ingress.connections import ConnectionLimits, guarded_protocol
+
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before starting so port 0 resolves to a real port we can print and test against."""
@@ -32,14 +34,22 @@ class _QuietServer(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn.Server on a pre-bound socket; ``serve_forever`` runs until ``stop``."""
+    """uvicorn.Server on a pre-bound socket; ``serve_forever`` runs until ``stop``.
 
-    def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
+    The protocol is the guarded httptools one (header timeout and size limit, connection caps, JSON
+    refusals); its limits come from the app's gateway settings (``reliability.connections``) unless given.
+    """
+
+    def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning",
+                 limits: ConnectionLimits | None = None) -> None:
+        from streams.ingress.app import connection_limits  # the app's settings decide the limits
+
         self.sock = bind_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
+        limits = limits or connection_limits(app)
         config = uvicorn.Config(
             app, log_level=log_level, access_log=False, lifespan="auto",
-            http="httptools", loop="none", timeout_keep_alive=75, backlog=2048,
+            http=guarded_protocol(limits), loop="none", timeout_keep_alive=limits.keep_alive_whole_s, backlog=2048,
             # Less work per response: no Server/Date headers, no X-Forwarded parsing (we listen on loopback).
             server_header=False, date_header=False, proxy_headers=False,
         )

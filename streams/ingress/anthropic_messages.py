@@ -7,17 +7,23 @@ import msgspec
 
 from streams.config import ModelSettings
 from streams.ingress.admission import BYTES_PER_TOKEN
+from streams.ingress.context import client_key
 from streams.ingress.core import ServingCore
-from streams.ingress.errors import read_request_body, send_error
+from streams.ingress.errors import BadRequest, load_json_object, read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
     Receive,
     Scope,
     Send,
+    header_map,
+    parse_off_loop,
     send_bytes,
 )
+from streams.ingress.validation import request_problem
+from streams.translation import registry
 from streams.translation.anthropic_messages import rewrite_anthropic_beta
+from streams.translation.canonical import TranslationError
 
 DIALECT = "anthropic_messages"
 
@@ -37,25 +43,21 @@ class AnthropicMessagesCore(ServingCore):
                 del headers["anthropic-beta"]
 
 
-class _CountRequest(msgspec.Struct):
-    model: str
-    messages: list[msgspec.Raw]
-    system: msgspec.Raw | None = None
-    tools: list[msgspec.Raw] | None = None
-
-
-_COUNT = msgspec.json.Decoder(_CountRequest)
 _encode = msgspec.json.encode
 
 
 class CountTokensEndpoint:
-    """An estimate, not the provider's tokenizer: agents use it to decide when to compact history."""
+    """An estimate, not the provider's tokenizer: agents use it to decide when to compact history.
+
+    The body is validated exactly as ``/v1/messages`` validates it (same parser, same checks, same key
+    scope on the model), so a request it counts is one the messages endpoint would take."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
+        self.tr = registry.get(DIALECT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+        headers = header_map(scope)
         gw = self.gw
         raw = await read_request_body(receive, send, headers, DIALECT, gw.max_body_bytes, gw.read_timeout_s)
         if raw is None:
@@ -63,15 +65,23 @@ class CountTokensEndpoint:
         if await gw.refuse_key(scope, headers, DIALECT, send):
             return
         try:
-            req = _COUNT.decode(raw)
-        except msgspec.ValidationError as exc:
-            await send_error(send, DIALECT, 400, f"invalid request: {exc}")
+            body = load_json_object(raw)
+            req = await parse_off_loop(self.tr.parse_request, body, len(raw))
+        except BadRequest as exc:
+            await send_error(send, DIALECT, exc.status, exc.message, param=exc.param)
             return
-        except msgspec.DecodeError as exc:
-            await send_error(send, DIALECT, 400, f"request body is not valid JSON: {exc}")
+        except TranslationError as exc:
+            await send_error(send, DIALECT, exc.status, exc.message, param=exc.param)
             return
-        size = sum(len(m) for m in req.messages)
-        size += len(req.system) if req.system is not None else 0
-        size += sum(len(t) for t in req.tools) if req.tools else 0
+        problem = request_problem(req, DIALECT, gw.models)
+        if problem is not None:
+            await send_error(send, DIALECT, problem.status, problem.message, param=problem.param)
+            return
+        if await gw.refuse_model(client_key(headers), req.model, DIALECT, send):
+            return
+        if not gw.knows_model(req.model):
+            await send_error(send, DIALECT, 404, f"model '{req.model}' not found", param="model")
+            return
+        size = sum(len(_encode(body.get(k))) for k in ("messages", "system", "tools") if body.get(k) is not None)
         tokens = max(1, size // BYTES_PER_TOKEN)
         await send_bytes(send, 200, _encode({"input_tokens": tokens}), JSON_HEADERS)

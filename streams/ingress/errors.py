@@ -1,8 +1,12 @@
 """Errors in the caller's dialect: every failure the gateway answers looks like the API the client speaks.
 
 The shapes come from each dialect module's ``render_error`` (OpenAI: ``{"error": {...}}``, Anthropic:
-``{"type": "error", "error": {...}}``); this module encodes them and reads provider error bodies so an
-upstream error keeps its status and message when it is re-rendered for another dialect.
+``{"type": "error", "error": {...}}``, Gemini: ``{"error": {"code", "message", "status"}}``); our own
+endpoints (feedback, route, analytics, health) answer ``{"error": {"message", "type", ...}}``
+(``OWN``). ``dialect_for_path`` picks the shape when only the path is known (unknown paths, methods,
+parser errors). This module also reads provider error bodies so an upstream error keeps its status and
+message when it is re-rendered for another dialect, and holds the one JSON decoder of request bodies,
+with depth and size limits checked before decoding.
 """
 
 from __future__ import annotations
@@ -27,6 +31,46 @@ from streams.translation import registry
 
 _ENCODER = msgspec.json.Encoder()
 
+OWN = "weave"  # the shape of our own endpoints (OpenAI-like: {"error": {"message", "type", ...}})
+GEMINI = "gemini"
+# Limits checked before decoding a JSON body. Real requests nest ~10-20 levels (tool schemas); a deeper
+# one is an attack on the decoder's recursion. Decoding costs ~50-90 ns per value and holds the event
+# loop (msgspec keeps the GIL), so the value budget bounds one decode to ~25 ms: far above any real
+# request (a 1M-token context is ~4 MB of text, ~150k values), far below a body of 480k tiny messages.
+MAX_JSON_DEPTH = 128
+MAX_JSON_VALUES = 250_000
+# Generous ceiling of max_tokens when no model limit applies (no model has a 10M-token output).
+MAX_TOKENS_CEILING = 10_000_000
+_KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},")
+
+_GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                405: "INVALID_ARGUMENT", 408: "DEADLINE_EXCEEDED", 413: "INVALID_ARGUMENT",
+                429: "RESOURCE_EXHAUSTED", 431: "INVALID_ARGUMENT", 500: "INTERNAL", 502: "UNAVAILABLE",
+                503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
+class BadRequest(Exception):
+    """A request refused before it reached a dialect parser: status, message and the offending field."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+
+
+def dialect_for_path(path: str) -> str:
+    """The error shape a caller of ``path`` understands (for answers given before any endpoint ran)."""
+    if path.startswith("/v1/chat/completions"):
+        return "openai_chat"
+    if path.startswith("/v1/responses"):
+        return "openai_responses"
+    if path.startswith("/v1/messages"):
+        return "anthropic_messages"
+    if path.startswith("/v1beta/") or ":generateContent" in path or ":streamGenerateContent" in path:
+        return GEMINI
+    return OWN
+
 
 class _Err(msgspec.Struct):
     message: str | None = None
@@ -46,8 +90,14 @@ _DECODER = msgspec.json.Decoder(_ErrEnvelope)
 def error_body(
     dialect: str, status: int, message: str, *, param: str | None = None, error_type: str | None = None
 ) -> bytes:
-    body = registry.get(dialect).render_error(status, message, error_type=error_type, param=param)
-    return _ENCODER.encode(body)
+    if dialect == OWN:
+        dialect = "openai_chat"
+    try:
+        codec = registry.get(dialect)
+    except ValueError:  # a dialect without a codec yet (Gemini): its documented error shape
+        return _ENCODER.encode({"error": {"code": status, "message": message,
+                                          "status": _GRPC_STATUS.get(status, "UNKNOWN")}})
+    return _ENCODER.encode(codec.render_error(status, message, error_type=error_type, param=param))
 
 
 async def send_error(
@@ -93,14 +143,84 @@ async def read_request_body(
     return None
 
 
-async def decode_json_object(send: Send, dialect: str, raw: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None once the 400 went out in ``dialect``."""
+def json_shape_problem(raw: bytes, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES) -> BadRequest | None:
+    """Depth and value count of a JSON text, estimated at C speed before decoding it.
+
+    Brackets and commas are counted wherever they are, strings included, so the value estimate errs
+    high only on text dense with commas. Depth is the number of rounds that peel adjacent ``[]``/``{}``
+    pairs off the brackets alone: a balanced nest of depth d takes d rounds; when a round peels nothing
+    (brackets inside strings unbalance the picture) the decoder's own recursion guard decides.
+    """
+    if len(raw) <= 2 * max_depth:  # too short to be deeper or bigger than the limits
+        return None
+    s = raw.translate(None, _KEEP_STRUCTURE)
+    commas = s.count(b",")
+    brackets = len(s) - commas
+    values = commas + brackets // 2 + 1
+    if values > max_values:
+        return BadRequest(413, f"request body too complex: about {values} JSON values, the limit is {max_values}")
+    if brackets <= 2 * max_depth:
+        return None
+    s = s.translate(None, b",")
+    for _ in range(max_depth):
+        if not s:
+            return None
+        peeled = s.replace(b"[]", b"").replace(b"{}", b"")
+        if len(peeled) == len(s):
+            return None
+        s = peeled
+    if s and len(s.replace(b"[]", b"").replace(b"{}", b"")) < len(s):
+        return BadRequest(400, f"request body nested too deeply: the limit is {max_depth} levels")
+    return None
+
+
+def load_json_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES) -> dict[str, Any]:
+    """The body as a JSON object, or ``BadRequest`` saying why not (never RecursionError or a Unicode error)."""
+    problem = json_shape_problem(raw, max_depth, max_values)
+    if problem is not None:
+        raise problem
     try:
         body = msgspec.json.decode(raw)
+    except UnicodeDecodeError:
+        raise BadRequest(400, "request body is not valid UTF-8") from None
+    except RecursionError:  # the decoder's own guard, for depths the estimate could not see
+        raise BadRequest(400, f"request body nested too deeply: the limit is {max_depth} levels") from None
     except msgspec.DecodeError as exc:
-        await send_error(send, dialect, 400, f"request body is not valid JSON: {exc}")
-        return None
+        raise BadRequest(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        await send_error(send, dialect, 400, "request body must be a JSON object")
-        return None
+        raise BadRequest(400, "request body must be a JSON object")
     return body
+
+
+async def decode_json_object(send: Send, dialect: str, raw: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None once the 4xx went out in ``dialect``."""
+    try:
+        return load_json_object(raw)
+    except BadRequest as exc:
+        await send_error(send, dialect, exc.status, exc.message, param=exc.param)
+        return None
+
+
+def max_tokens_problem(value: int | None, limit: int | None, param: str = "max_tokens") -> BadRequest | None:
+    """``max_tokens`` (or ``max_output_tokens``) must be a positive integer within ``limit`` (the model's
+    context window for a named model, the largest configured one for an auto name)."""
+    if value is None:
+        return None
+    ceiling = min(limit, MAX_TOKENS_CEILING) if limit else MAX_TOKENS_CEILING
+    if value < 1:
+        return BadRequest(400, f"{param} must be at least 1, got {value}", param)
+    if value > ceiling:
+        shown = value if value < 10**18 else f"a {len(str(value))}-digit number"
+        return BadRequest(400, f"{param} must be at most {ceiling}, got {shown}", param)
+    return None
+
+
+def upstream_auth_failure(provider: str, status: int) -> BadRequest | None:
+    """An upstream 401/403 means the router's own key for ``provider`` is wrong or lacks access: the
+    caller's key is fine, so answer 502 naming the provider (the caller's SDK would otherwise report its
+    own key as invalid). ``None`` for any other status."""
+    if status not in (401, 403):
+        return None
+    what = "rejected the router's credentials" if status == 401 else "refused the router's credentials access"
+    return BadRequest(502, f"upstream provider '{provider}' {what} (HTTP {status}); check its API key in the "
+                           "router's configuration")

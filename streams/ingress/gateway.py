@@ -17,6 +17,7 @@ from streams.ingress.auth import AuthHook, ClientIdentity, accept_any
 from streams.ingress.context import client_key
 from streams.ingress.errors import send_error
 from streams.ingress.events import EventSink, NullEventSink
+from streams.ingress.http import header_text
 from streams.providers.client import UpstreamClient
 from streams.providers.failover import Candidate, FailoverPolicy, candidates
 from streams.reliability.keys import VirtualKey
@@ -105,6 +106,26 @@ class Gateway:
                          error_type=check.error_type if dialect == "anthropic_messages" else None)
         return True
 
+    async def refuse_model(self, key: str | None, model: str, dialect: str, send: Any) -> bool:
+        """For count_tokens and route: answer 403 and say True when the caller's virtual key may not use
+        ``model`` (the one asked for, or the one the router picked)."""
+        check = self.reliability.authenticate(key)
+        denied = self.reliability.authorize_served(check.key, model) if check.ok else None
+        if denied is None:
+            return False
+        await send_error(send, dialect, 403, denied.message, param=denied.param,
+                         error_type=denied.error_type if dialect == "anthropic_messages" else None)
+        return True
+
+    def knows_model(self, name: str) -> bool:
+        """A configured model or a name the router decides for."""
+        if name in self.models:
+            return True
+        try:
+            return self.router.is_auto(name)
+        except Exception:
+            return False
+
     # --- decisions ----------------------------------------------------------------------------------
 
     def decide(
@@ -125,13 +146,13 @@ class Gateway:
                 if self.frontier is None:
                     raise
                 return self.passthrough(self.frontier, session_id, policy="fallback", reason="router error")
-            if not decision.session_id:
-                decision.session_id = session_id
+            # The session id reaches the x-router-session header: CR/LF from a prompt_cache_key must not.
+            decision.session_id = header_text(decision.session_id or session_id)
             return decision
         model = self.models.get(requested)
         if model is None:
             return None
-        return self.passthrough(model, session_id)
+        return self.passthrough(model, header_text(session_id))
 
     def passthrough(
         self, model: ModelSettings, session_id: str, *, policy: str = PASSTHROUGH, reason: str = "model named"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
+T = TypeVar("T")
 
 JSON_HEADERS: RawHeaders = [(b"content-type", b"application/json")]
 SSE_HEADERS: RawHeaders = [
@@ -40,6 +41,30 @@ class BodyTimeout(Exception):
     def __init__(self, timeout_s: float) -> None:
         super().__init__(f"request body not received within {timeout_s:g} s")
         self.timeout_s = timeout_s
+
+
+# Bytes that may not appear in a header value (RFC 9110: no CTLs but HTAB); uvicorn refuses to write
+# them and drops the connection, after the upstream call was already paid for.
+_CTL = "".join(chr(c) for c in (*range(0, 9), *range(10, 32), 127))
+_DROP_CTL = str.maketrans("", "", _CTL)
+MAX_HEADER_TEXT = 256
+
+
+def header_text(value: str, limit: int = MAX_HEADER_TEXT) -> str:
+    """``value`` made safe for a response or upstream header: control characters (CR, LF, NUL...)
+    dropped, characters outside latin-1 replaced by ``?``, at most ``limit`` characters. Deterministic,
+    so a session id cleaned here is the same on every request of the session."""
+    if value.isascii() and value.isprintable() and len(value) <= limit:
+        return value  # the common case, no copy
+    out = value.translate(_DROP_CTL)
+    if not out.isascii():
+        out = out.encode("latin-1", "replace").decode("latin-1")
+    return out[:limit]
+
+
+def header_safe(value: str) -> bool:
+    """Can ``value`` be sent as a header value as it is?"""
+    return header_text(value, limit=1 << 30) == value
 
 
 def header_map(scope: Scope) -> dict[str, str]:
@@ -108,6 +133,18 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+# Above this size a body's parse (pure Python, ~1 µs per value) runs in a worker thread: the event loop
+# keeps serving others (the thread yields the GIL every few ms) instead of stalling for seconds.
+OFFLOAD_PARSE_BYTES = 256 * 1024
+
+
+async def parse_off_loop(fn: Callable[[Any], T], arg: Any, size: int, threshold: int = OFFLOAD_PARSE_BYTES) -> T:
+    """``fn(arg)`` inline for a small body (a thread hop costs more than the parse), in a thread for a big one."""
+    if size <= threshold:
+        return fn(arg)
+    return await asyncio.to_thread(fn, arg)
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: RawHeaders) -> None:

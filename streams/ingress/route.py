@@ -1,5 +1,7 @@
 """POST /v1/route: decide only. The body is a request in any dialect; the answer is the Decision as
 JSON, and no model is called. ``?dialect=`` names the dialect; without it the shape of the body tells.
+The request is validated as the dialect's own endpoint validates it, and the key's model scope holds
+for the model asked for and the one the router picked.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 import msgspec
 
 from streams.ingress.context import client_key
-from streams.ingress.errors import decode_json_object, read_request_body, send_error
+from streams.ingress.errors import BadRequest, load_json_object, read_request_body, send_error
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
@@ -18,8 +20,10 @@ from streams.ingress.http import (
     Scope,
     Send,
     header_map,
+    parse_off_loop,
     send_bytes,
 )
+from streams.ingress.validation import request_problem
 from streams.routing.sessions import session_identity
 from streams.translation import registry
 from streams.translation.canonical import TranslationError
@@ -61,19 +65,29 @@ class RouteEndpoint:
             return
         if await gw.refuse_key(scope, headers, err_dialect, send):
             return
-        body = await decode_json_object(send, err_dialect, raw)
-        if body is None:
+        try:
+            body = load_json_object(raw)
+        except BadRequest as exc:
+            await send_error(send, err_dialect, exc.status, exc.message, param=exc.param)
             return
         dialect = dialect or guess_dialect(body, headers)
         try:
-            req = registry.get(dialect).parse_request(body)
+            req = await parse_off_loop(registry.get(dialect).parse_request, body, len(raw))
         except TranslationError as exc:
             await send_error(send, dialect, exc.status, exc.message, param=exc.param)
             return
+        problem = request_problem(req, dialect, gw.models)
+        if problem is not None:
+            await send_error(send, dialect, problem.status, problem.message, param=problem.param)
+            return
         key = client_key(headers)
+        if await gw.refuse_model(key, req.model, dialect, send):
+            return
         decision = gw.decide(req, headers, req.model, session_identity(headers, req, key))
         if decision is None:
             await send_error(send, dialect, 404, f"model '{req.model}' not found", param="model")
+            return
+        if decision.model != req.model and await gw.refuse_model(key, decision.model, dialect, send):
             return
         out = dataclasses.asdict(decision)
         model = gw.models.get(decision.model)

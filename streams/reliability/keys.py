@@ -10,7 +10,11 @@ Keys may also be declared in the config (``virtual_keys:``) by env var or by pla
 deployments that manage secrets elsewhere.
 
 Scopes: ``models`` and ``routes`` are fnmatch patterns (``claude-*``, ``router/auto``; ``/v1/messages*``);
-empty means any. ``verify`` answers 401 (unknown or revoked) or 403 (out of scope) with a message.
+empty means any. ``scopes`` say which kinds of endpoint a key may call (``SCOPES``; ``scope_for_route``):
+``models`` (the model APIs, ``/v1/route``, ``count_tokens``, ``/v1/models``), ``feedback`` (it trains the
+router), ``analytics`` (``/v1/analytics/*`` and ``/dashboard``), ``metrics`` (``/metrics`` and the detail
+of ``/health``), or ``*`` for all. A key without ``scopes`` (older stores, config keys) has ``models`` only.
+``verify`` answers 401 (unknown or revoked) or 403 (out of scope) with a message.
 
 The gateway checks the store's mtime at most every ``reload_interval_s``, so ``weave-router keys revoke``
 takes effect in a running gateway without a restart.
@@ -40,11 +44,37 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "wr-"
 STORE_VERSION = 1
+SCOPES = ("models", "feedback", "analytics", "metrics")
+ALL_SCOPES = "*"
+DEFAULT_SCOPES = ("models",)
 _SALT_CHECK = b"weave-router key salt check"
 
 
 class KeyStoreError(Exception):
     """A store operation that cannot be done (unknown key, config key, unreadable store)."""
+
+
+def scope_for_route(path: str) -> str:
+    """The scope an endpoint needs: what it learns from, spends or reveals."""
+    if path == "/v1/feedback":
+        return "feedback"
+    if path == "/v1/analytics" or path.startswith(("/v1/analytics/", "/dashboard")):
+        return "analytics"
+    if path in ("/metrics", "/health"):
+        return "metrics"
+    return "models"
+
+
+def check_scopes(scopes: Iterable[str]) -> list[str]:
+    """Validated scope names (``KeyStoreError`` naming the unknown one); empty means the default."""
+    out: list[str] = []
+    for s in scopes:
+        s = s.strip()
+        if s not in (*SCOPES, ALL_SCOPES):
+            raise KeyStoreError(f"unknown scope {s!r}: use {', '.join(SCOPES)} or {ALL_SCOPES}")
+        if s not in out:
+            out.append(s)
+    return out or list(DEFAULT_SCOPES)
 
 
 @dataclass(slots=True)
@@ -60,10 +90,14 @@ class VirtualKey:
     tags: dict[str, str] = field(default_factory=dict)
     revoked_at: float | None = None
     source: str = "store"  # store | config
+    scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def allows_scope(self, scope: str) -> bool:
+        return ALL_SCOPES in self.scopes or scope in self.scopes
 
     def allows_model(self, model: str) -> bool:
         return not self.models or any(fnmatch.fnmatchcase(model, p) for p in self.models)
@@ -81,6 +115,7 @@ class VirtualKey:
             "revoked_at": _iso(self.revoked_at) if self.revoked_at else None,
             "models": self.models,
             "routes": self.routes,
+            "scopes": self.scopes,
             "limits": self.limits.model_dump(exclude_none=True, exclude={"burst_s"}),
             "team": self.team,
             "tags": self.tags,
@@ -184,7 +219,7 @@ class KeyStore:
             key = VirtualKey(
                 id=f"cfg:{c.name}", name=c.name, hint="", created_at=0.0, models=list(c.models),
                 routes=list(c.routes), limits=c.limits(), team=c.team, tags=dict(c.tags),
-                revoked_at=0.0 if c.disabled else None, source="config",
+                revoked_at=0.0 if c.disabled else None, source="config", scopes=list(c.scopes),
             )
             if c.key_sha256:
                 self._config.append(("sha256", c.key_sha256, key))
@@ -256,6 +291,7 @@ class KeyStore:
         limits: LimitSettings | None = None,
         team: str | None = None,
         tags: Mapping[str, str] | None = None,
+        scopes: Iterable[str] = (),
     ) -> tuple[str, VirtualKey]:
         """A new key: returns ``(plain_key, record)``. The plain key is not kept anywhere; show it once."""
         if not name.strip():
@@ -264,7 +300,7 @@ class KeyStore:
         key = VirtualKey(
             id="vk_" + secrets.token_hex(6), name=name.strip(), hint=plain[-4:], created_at=time.time(),
             models=[m for m in models if m], routes=[r for r in routes if r], limits=limits or LimitSettings(),
-            team=team, tags=dict(tags or {}),
+            team=team, tags=dict(tags or {}), scopes=check_scopes(scopes),
         )
         with self._locked() as doc:
             doc["keys"].append(_to_record(key, self.digest(plain)))
@@ -319,8 +355,13 @@ class KeyStore:
             return KeyCheck(
                 False, key, 403, "permission_error", f"API key {key.id} may not use model '{model}'", "model"
             )
-        if route is not None and not key.allows_route(route):
-            return KeyCheck(False, key, 403, "permission_error", f"API key {key.id} may not use {route}")
+        if route is not None:
+            scope = scope_for_route(route)
+            if not key.allows_scope(scope):
+                return KeyCheck(False, key, 403, "permission_error",
+                                f"API key {key.id} lacks the '{scope}' scope needed for {route}")
+            if not key.allows_route(route):
+                return KeyCheck(False, key, 403, "permission_error", f"API key {key.id} may not use {route}")
         return KeyCheck(True, key)
 
 
@@ -329,6 +370,7 @@ def _to_record(key: VirtualKey, digest: str) -> dict[str, Any]:
         "id": key.id, "name": key.name, "hash": digest, "hint": key.hint, "created_at": key.created_at,
         "revoked_at": key.revoked_at, "models": key.models, "routes": key.routes,
         "limits": key.limits.model_dump(exclude_none=True), "team": key.team, "tags": key.tags,
+        "scopes": key.scopes,
     }
 
 
@@ -338,6 +380,7 @@ def _from_record(rec: Mapping[str, Any]) -> VirtualKey:
         models=list(rec.get("models", [])), routes=list(rec.get("routes", [])),
         limits=LimitSettings.model_validate(rec.get("limits", {})), team=rec.get("team"),
         tags=dict(rec.get("tags", {})), revoked_at=rec.get("revoked_at"), source="store",
+        scopes=list(rec.get("scopes") or DEFAULT_SCOPES),
     )
 
 
@@ -356,6 +399,7 @@ def keys_cli_create(
     usd_per_day: float | None = None,
     usd_per_month: float | None = None,
     team: str | None = None,
+    scopes: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> str:
     store = KeyStore.from_settings(settings, env=env)
@@ -363,10 +407,10 @@ def keys_cli_create(
         requests_per_min=requests_per_min, tokens_per_min=tokens_per_min,
         usd_per_day=usd_per_day, usd_per_month=usd_per_month,
     )
-    plain, key = store.create(name, models=models, routes=routes, limits=limits, team=team)
+    plain, key = store.create(name, models=models, routes=routes, limits=limits, team=team, scopes=scopes)
     scope = ", ".join(key.models) if key.models else "any model"
     return (
-        f"created key {key.id} ({key.name}; {scope})\n\n    {plain}\n\n"
+        f"created key {key.id} ({key.name}; {scope}; scopes: {', '.join(key.scopes)})\n\n    {plain}\n\n"
         "This is the only time the key is shown: it is stored hashed. Use it as the client's API key\n"
         "(ANTHROPIC_API_KEY / OPENAI_API_KEY) when it talks to the router."
     )
@@ -380,11 +424,12 @@ def keys_cli_list(settings: Any, *, include_revoked: bool = False, as_json: bool
         return json.dumps(keys, indent=2)
     if not keys:
         return "no keys (create one with: weave-router keys create NAME)"
-    rows = [("ID", "NAME", "KEY", "MODELS", "LIMITS", "STATUS")]
+    rows = [("ID", "NAME", "KEY", "MODELS", "SCOPES", "LIMITS", "STATUS")]
     for k in keys:
         limits = ", ".join(f"{n}={v:g}" for n, v in k["limits"].items()) or "-"
         status = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
-        rows.append((k["id"], k["name"], k["hint"] or "-", ",".join(k["models"]) or "*", limits, status))
+        rows.append((k["id"], k["name"], k["hint"] or "-", ",".join(k["models"]) or "*", ",".join(k["scopes"]),
+                     limits, status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 

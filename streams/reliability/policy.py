@@ -155,6 +155,24 @@ class Reliability:
             return None
         return KeyCheck(False, key, 403, "permission_error", f"API key {key.id} may not use model '{model}'", "model")
 
+    @staticmethod
+    def authorize_served(key: VirtualKey | None, model: str, requested: str | None = None) -> KeyCheck | None:
+        """Model scope on the model actually served (the router's pick for an auto name, or a fallback):
+        ``None`` when allowed, else the 403. A key scoped to ``gpt-5*`` that asks for an auto name must not
+        be served ``claude-opus``."""
+        if key is None or not key.models or key.allows_model(model):
+            return None
+        via = f" (routed from '{requested}')" if requested and requested != model else ""
+        return KeyCheck(False, key, 403, "permission_error",
+                        f"API key {key.id} may not use model '{model}'{via}", "model")
+
+    @staticmethod
+    def allowed_candidates(key: VirtualKey | None, cands: Sequence[C]) -> list[C]:
+        """``(model, provider)`` candidates the key may be served (fallbacks included); all without scope."""
+        if key is None or not key.models:
+            return list(cands)
+        return [c for c in cands if key.allows_model(c[0].name)]  # type: ignore[index]
+
     def limits_for(self, key: VirtualKey | None) -> LimitSettings:
         """A key's own limits when it has any, else ``reliability.default_limits``."""
         if key is not None and not key.limits.unlimited:

@@ -21,6 +21,8 @@ Field names (all optional; the defaults are safe for a single-user laptop and sa
     max_concurrency (None: ``server.max_concurrency``), max_queue, queue_timeout_s, overload_status
 ``reliability.keys`` (virtual keys, see ``keys.py``)
     require_key, store_file, salt_env, reload_interval_s
+``reliability.connections`` (connection hygiene at the HTTP layer, see ``ingress/connections.py``)
+    header_timeout_s, max_header_bytes, keep_alive_s, max_connections, max_connections_per_client
 ``reliability.default_limits`` (for keys without their own, and for anonymous callers)
     requests_per_min, tokens_per_min, usd_per_day, usd_per_month, burst_s
 """
@@ -128,6 +130,20 @@ class KeyStoreSettings(BaseModel):
     reload_interval_s: float = Field(1.0, ge=0, description="how often the gateway notices CLI edits of the store")
 
 
+class ConnectionSettings(BaseModel):
+    """Slow and greedy clients: how long a client may take to send its headers, how big they may be, how
+    long an idle keep-alive connection is kept, and how many connections one client and all may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header_timeout_s: float = Field(10.0, gt=0, description="request line + headers must arrive within this (408)")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line + headers larger than this: 431")
+    # Longer than the SDKs' own pool expiry (httpx 5 s, undici 4 s, aiohttp 15 s), so the client closes first.
+    keep_alive_s: float = Field(30.0, gt=0, description="an idle keep-alive connection is closed after this")
+    max_connections: int = Field(4096, ge=1, description="open connections in all; beyond: 503")
+    max_connections_per_client: int = Field(1024, ge=1, description="open connections per client address; beyond: 429")
+
+
 class ReliabilitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -137,6 +153,7 @@ class ReliabilitySettings(BaseModel):
     concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     keys: KeyStoreSettings = Field(default_factory=KeyStoreSettings)
     default_limits: LimitSettings = Field(default_factory=LimitSettings)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -160,6 +177,19 @@ class VirtualKeySettings(LimitSettings):
     team: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     disabled: bool = False
+    scopes: list[str] = Field(
+        default_factory=lambda: ["models"],
+        description="models | feedback | analytics | metrics | * (what kinds of endpoint the key may call)",
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        known = {"models", "feedback", "analytics", "metrics", "*"}
+        bad = [s for s in v if s not in known]
+        if bad:
+            raise ValueError(f"unknown scope {bad[0]!r}: use models, feedback, analytics, metrics or *")
+        return v or ["models"]
 
     @field_validator("key_sha256")
     @classmethod

@@ -1,0 +1,123 @@
+"""A real gateway for the security probes: the simulated provider and the full gateway app (model
+endpoints, feedback, analytics over chDB, dashboard, metrics) served by the production HTTP server
+(``streams.infra.serve.HttpServer``, the guarded protocol) in a background thread, with
+``reliability.keys.require_key: true`` and keys of every scope."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.routing import Route
+
+from streams.analytics.api import analytics_routes
+from streams.analytics.metrics import RouterMetrics, metrics_route
+from streams.config import Settings
+from streams.infra.serve import HttpServer
+from streams.ingress.app import create_app
+from streams.ingress.gateway import Gateway
+from streams.providers.client import UpstreamClient
+from streams.providers.sim.config import SimConfig
+from streams.providers.sim.server import running_sim
+from streams.routing.router import Router
+
+KEYS = {
+    "models": "wr-sec-models-0123456789abcdefghij",
+    "feedback": "wr-sec-feedback-0123456789abcdefgh",
+    "analytics": "wr-sec-analytics-0123456789abcdefg",
+    "metrics": "wr-sec-metrics-0123456789abcdefghi",
+    "revoked": "wr-sec-revoked-0123456789abcdefghi",
+    "chat_only": "wr-sec-chatonly-0123456789abcdefgh",
+}
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def security_settings(data_dir: str, **connections: Any) -> Settings:
+    return Settings.model_validate({
+        "data_dir": data_dir,
+        "server": {"max_body_bytes": 24 * 1024 * 1024, "read_timeout_s": 5},
+        "providers": [
+            {"name": "p-chat", "dialect": "openai_chat", "base_url": "sim"},
+            {"name": "p-anth", "dialect": "anthropic_messages", "base_url": "sim"},
+        ],
+        "models": [
+            {"name": "m-chat", "provider": "p-chat", "price_in": 0.25, "price_out": 2.0, "tier": "cheap",
+             "context_window": 100_000},
+            {"name": "m-anth", "provider": "p-anth", "price_in": 5.0, "price_out": 25.0, "tier": "frontier",
+             "context_window": 200_000},
+        ],
+        "routing": {"auto_models": ["router/auto"], "default_model": "m-anth"},
+        "reliability": {"keys": {"require_key": True, "reload_interval_s": 0},
+                        "connections": {"header_timeout_s": 1.0, "keep_alive_s": 2.0, **connections}},
+        "virtual_keys": [
+            {"name": "models", "key_sha256": sha(KEYS["models"])},
+            {"name": "feedback", "key_sha256": sha(KEYS["feedback"]), "scopes": ["models", "feedback"]},
+            {"name": "analytics", "key_sha256": sha(KEYS["analytics"]), "scopes": ["analytics"]},
+            {"name": "metrics", "key_sha256": sha(KEYS["metrics"]), "scopes": ["metrics"]},
+            {"name": "revoked", "key_sha256": sha(KEYS["revoked"]), "scopes": ["*"], "disabled": True},
+            {"name": "chat-only", "key_sha256": sha(KEYS["chat_only"]), "models": ["m-chat"]},
+        ],
+    })
+
+
+@dataclass
+class Served:
+    url: str
+    host: str
+    port: int
+    gateway: Gateway
+    feedback: list[dict[str, Any]] = field(default_factory=list)  # what reached the learner
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, clickhouse: Any) -> Iterator[Served]:
+    ready = threading.Event()
+    box: list[Any] = []
+    stop: list[asyncio.Event] = []
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        try:
+            async with running_sim(SimConfig(ttft_ms=0.0, tokens_per_s=0.0, reply_tokens=8)) as sim_url:
+                gateway = Gateway(settings, Router(settings), UpstreamClient(sim_url))
+                learned: list[dict[str, Any]] = []
+
+                def feedback(payload: dict[str, Any]) -> dict[str, Any]:
+                    learned.append(payload)
+                    return {"event_id": "e", "session_id": payload.get("session_id"), "success": 1.0}
+
+                app = create_app(gateway, feedback)
+                app.router.routes.extend(analytics_routes(lambda: clickhouse, settings))
+                metrics = RouterMetrics()
+                app.router.routes.append(metrics_route(metrics))
+                _ = Route  # the runtime wraps /metrics the same way; the guard sits in front of both
+                server = HttpServer(app, "127.0.0.1", 0)
+                await server.start()
+                box.append(Served(server.url, server.host, server.port, gateway, learned))
+                ready.set()
+                await stop[0].wait()
+                await server.stop()
+        except BaseException as exc:
+            box.append(exc)
+            ready.set()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait(20)
+    if not box or isinstance(box[0], BaseException):
+        raise RuntimeError("security stack failed to start") from (box[0] if box else None)
+    try:
+        yield box[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(15)
+        loop.close()
