@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -52,6 +53,9 @@ async def _wait_for_signal() -> None:
 
 def _run(coro: Any) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Everything the service writes (journal, spill files, chDB data, the broker's log, keys) is for
+    # its own user only: 0600 files, 0700 directories, whatever creates them (chDB and Tansu included).
+    os.umask(0o077)
     with contextlib.suppress(KeyboardInterrupt):
         # uvloop: the gateway's event loop costs markedly less CPU per request than asyncio's.
         uvloop.run(coro)

@@ -71,9 +71,10 @@ class SpillFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.pos_path = self.path.with_name(self.path.name + ".pos")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._repair()
-        self._out = open(self.path, "ab")  # noqa: SIM115  # held open for the sink's lifetime
+        # Held open for the sink's lifetime; 0600: spilled events carry request metadata.
+        self._out = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.read_pos = self._load_pos()
         self.appended = 0
         self.replayed = 0

@@ -71,7 +71,10 @@ class EmbeddedBroker:
             "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/",
         ]
-        log_file = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        log_file = None
+        if self.log_path:
+            # 0600: the broker's log names topics and clients; nobody else on the machine needs it.
+            log_file = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         log: Any = log_file or subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")}
         self.process = subprocess.Popen(

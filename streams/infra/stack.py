@@ -72,7 +72,7 @@ class Stack:
 
     async def start_broker(self) -> None:
         if self.settings.embedded_kafka:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.broker = EmbeddedBroker(log_path=self.data_dir / "tansu.log")
             # Started from the loop's own thread on purpose: PR_SET_PDEATHSIG fires when the *thread*
             # that forked exits, so an executor thread would take the broker down with it.

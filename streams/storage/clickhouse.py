@@ -37,7 +37,7 @@ def connect(url: str, database: str, **settings: Any) -> Client:
     """A client on ``database``, created first if missing."""
     if is_embedded(url):
         directory = chdb_dir(url)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         dsn = f"chdb://{directory}"
         bootstrap = clickhouse_connect.get_client(dsn=dsn)
         bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {database}")
