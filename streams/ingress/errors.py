@@ -34,14 +34,15 @@ _ENCODER = msgspec.json.Encoder()
 OWN = "weave"  # the shape of our own endpoints (OpenAI-like: {"error": {"message", "type", ...}})
 GEMINI = "gemini"
 # Limits checked before decoding a JSON body. Real requests nest ~10-20 levels (tool schemas); a deeper
-# one is an attack on the decoder's recursion. Decoding costs ~50-90 ns per value and holds the event
-# loop (msgspec keeps the GIL), so the value budget bounds one decode to ~25 ms: far above any real
-# request (a 1M-token context is ~4 MB of text, ~150k values), far below a body of 480k tiny messages.
+# one is an attack on the decoder's recursion. Decoding holds the event loop (msgspec keeps the GIL) for
+# ~85 ns per string, ~50 ns per object or array and ~10 ns per number, so the budget, counted in those
+# string-equivalents, bounds one decode (and freeing its result) to ~10 ms: above any real request (a
+# 1M-token context of code is ~80k), far below a body of 480k tiny messages (2.4M).
 MAX_JSON_DEPTH = 128
-MAX_JSON_VALUES = 250_000
+MAX_JSON_VALUES = 100_000
 # Generous ceiling of max_tokens when no model limit applies (no model has a 10M-token output).
 MAX_TOKENS_CEILING = 10_000_000
-_KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},")
+_KEEP_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{},"')
 
 _GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 405: "INVALID_ARGUMENT", 408: "DEADLINE_EXCEEDED", 413: "INVALID_ARGUMENT",
@@ -144,24 +145,25 @@ async def read_request_body(
 
 
 def json_shape_problem(raw: bytes, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES) -> BadRequest | None:
-    """Depth and value count of a JSON text, estimated at C speed before decoding it.
+    """Depth and decoding cost of a JSON text, estimated at C speed before decoding it.
 
-    Brackets and commas are counted wherever they are, strings included, so the value estimate errs
-    high only on text dense with commas. Depth is the number of rounds that peel adjacent ``[]``/``{}``
+    Quotes, brackets and commas are counted wherever they are, strings included, so the estimate errs
+    high only on text dense with them. Depth is the number of rounds that peel adjacent ``[]``/``{}``
     pairs off the brackets alone: a balanced nest of depth d takes d rounds; when a round peels nothing
     (brackets inside strings unbalance the picture) the decoder's own recursion guard decides.
     """
-    if len(raw) <= 2 * max_depth:  # too short to be deeper or bigger than the limits
+    if len(raw) <= 2 * max_depth:  # too short to be deeper or costlier than the limits
         return None
     s = raw.translate(None, _KEEP_STRUCTURE)
+    quotes = s.count(b'"')
     commas = s.count(b",")
-    brackets = len(s) - commas
-    values = commas + brackets // 2 + 1
+    brackets = len(s) - quotes - commas
+    values = quotes // 2 + brackets // 2 + commas // 8
     if values > max_values:
         return BadRequest(413, f"request body too complex: about {values} JSON values, the limit is {max_values}")
     if brackets <= 2 * max_depth:
         return None
-    s = s.translate(None, b",")
+    s = s.translate(None, b',"')
     for _ in range(max_depth):
         if not s:
             return None

@@ -13,6 +13,9 @@ from streams.translation.canonical import CanonicalRequest
 
 # Longer than any real model id (the longest known are ~60 characters), short enough for logs and headers.
 MAX_MODEL_NAME = 256
+# Far more than any agent's history (long Claude Code or Codex sessions carry a few thousand), few enough
+# that the routing decision, which reads the whole conversation on the event loop, stays in milliseconds.
+MAX_MESSAGES = 10_000
 _MESSAGES_PARAM = {"openai_chat": "messages", "openai_responses": "input", "anthropic_messages": "messages"}
 _MAX_TOKENS_PARAM = {"openai_chat": "max_tokens", "openai_responses": "max_output_tokens",
                      "anthropic_messages": "max_tokens"}
@@ -36,4 +39,7 @@ def request_problem(req: CanonicalRequest, dialect: str, models: Mapping[str, Mo
     if not req.messages:
         param = _MESSAGES_PARAM.get(dialect, "messages")
         return BadRequest(400, f"{param} must contain at least one message", param)
+    if len(req.messages) > MAX_MESSAGES:
+        param = _MESSAGES_PARAM.get(dialect, "messages")
+        return BadRequest(400, f"too many messages ({len(req.messages)}; at most {MAX_MESSAGES})", param)
     return max_tokens_problem(req.max_tokens, token_limit(models, req.model), _MAX_TOKENS_PARAM.get(dialect, "max_tokens"))

@@ -121,3 +121,19 @@ def serving(settings: Settings, clickhouse: Any) -> Iterator[Served]:
         loop.call_soon_threadsafe(stop[0].set)
         thread.join(15)
         loop.close()
+
+
+def main() -> None:
+    """``python -m tests.security._stack``: serve the stack (no analytics store) in this process, print
+    its URL, stop when stdin closes. Timing probes run the gateway apart from the measuring client so
+    they do not share its GIL."""
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, serving(security_settings(tmp), None) as served:
+        print(served.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
