@@ -113,7 +113,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._got_bytes = True
         if self._in_headers:
             self._raw_header_bytes += len(data)
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            # uvicorn logs each of these at WARNING: one line per garbage request is a log flood.
+            self.send_400_response("")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         if (self._in_headers and self._raw_header_bytes > self.limits.max_header_bytes
                 and not self.transport.is_closing()):
             self._refuse(431, f"request headers too large: the limit is {self.limits.max_header_bytes} bytes")

@@ -18,6 +18,7 @@ from streams.reliability.keys import (
     keys_cli_list,
     keys_cli_revoke,
     load_salt,
+    scope_for_route,
 )
 from streams.reliability.settings import LimitSettings, VirtualKeySettings
 
@@ -149,3 +150,57 @@ def test_cli_functions(tmp_path: Path) -> None:
     assert "revoked" in keys_cli_list(settings, include_revoked=True, env=env)
     s = KeyStore.from_settings(settings, env=env)
     assert s.verify(plain).status == 401
+
+
+def test_endpoints_need_their_scope(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    models, _ = s.create("agent")  # the default: the model APIs only
+    ci, _ = s.create("ci", scopes=["models", "feedback"])
+    ops, _ = s.create("ops", scopes=["analytics", "metrics"])
+    admin, _ = s.create("admin", scopes=["*"])
+    assert s.verify(models, route="/v1/messages").ok and s.verify(models, route="/v1/route").ok
+    for route in ("/v1/feedback", "/v1/analytics/summary", "/dashboard", "/metrics", "/health"):
+        denied = s.verify(models, route=route)
+        assert denied.status == 403 and f"'{scope_for_route(route)}' scope" in denied.message
+    assert s.verify(ci, route="/v1/feedback").ok and s.verify(ci, route="/metrics").status == 403
+    assert s.verify(ops, route="/dashboard/dashboard.js").ok and s.verify(ops, route="/metrics").ok
+    assert s.verify(ops, route="/v1/chat/completions").status == 403
+    assert all(s.verify(admin, route=r).ok for r in ("/v1/feedback", "/v1/analytics", "/metrics", "/v1/responses"))
+
+
+def test_scope_names_are_checked_and_old_records_keep_the_model_scope(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    with pytest.raises(KeyStoreError, match="unknown scope 'learn'"):
+        s.create("x", scopes=["learn"])
+    plain, _ = s.create("old")
+    doc = json.loads((tmp_path / "keys.json").read_text())
+    del doc["keys"][0]["scopes"]  # a store written before scopes existed
+    (tmp_path / "keys.json").write_text(json.dumps(doc))
+    os.utime(tmp_path / "keys.json", ns=(2, 2))
+    assert s.verify(plain, route="/v1/messages").ok and s.verify(plain, route="/v1/feedback").status == 403
+    with pytest.raises(ValueError, match="unknown scope"):
+        VirtualKeySettings(name="x", key_sha256="0" * 64, scopes=["everything"])
+    cfg = VirtualKeySettings(name="grafana", key_sha256=hashlib.sha256(b"g").hexdigest(), scopes=["metrics"])
+    s2 = store(tmp_path / "cfg", config_keys=[cfg])
+    assert s2.verify("g", route="/metrics").ok and s2.verify("g", route="/v1/messages").status == 403
+
+
+def test_cli_creates_scoped_keys(tmp_path: Path) -> None:
+    settings = SimpleNamespace(data_dir=str(tmp_path), virtual_keys=[])
+    out = keys_cli_create(settings, "ci", scopes=["models", "feedback"], env={})
+    assert "scopes: models, feedback" in out
+    assert "models,feedback" in keys_cli_list(settings, env={})
+    assert json.loads(keys_cli_list(settings, as_json=True, env={}))[0]["scopes"] == ["models", "feedback"]
+
+
+def test_keys_create_command_takes_scopes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli import app
+
+    env = {"WEAVE_DATA_DIR": str(tmp_path), "WEAVE_KEY_SALT": "s"}
+    result = CliRunner().invoke(app, ["keys", "create", "ci", "--scope", "models", "--scope", "feedback"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "scopes: models, feedback" in result.output
+    bad = CliRunner().invoke(app, ["keys", "create", "x", "--scope", "root"], env=env)
+    assert bad.exit_code == 1 and "unknown scope" in bad.output
