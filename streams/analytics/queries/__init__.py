@@ -22,6 +22,10 @@ Definitions (the dashboard, report and Grafana show the same ones):
   ``until``). So a cascaded session that ended green credits both the cheap and the strong model.
 - Quantiles are exact with linear interpolation (``quantilesExactInclusive``, numpy's default).
 - Fallbacks are traces with ``attempts > 1``; errors are traces with ``status >= 400`` or an error.
+
+Modules: ``sql`` (the shared clauses and helpers), ``traffic`` (summary, breakdowns, time series,
+daily), ``history`` (sessions, decisions, policy versions), ``serving`` (overhead, fallbacks),
+``variants`` (canary and shadow experiments); ``VIEWS`` names them for the API and the report.
 """
 
 
@@ -33,8 +37,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from streams.analytics.queries.health import fallbacks, overhead
 from streams.analytics.queries.history import decisions, policy_versions, sessions
+from streams.analytics.queries.serving import fallbacks, overhead
 from streams.analytics.queries.sql import QUANTILES, Prices, frontier_prices, model_prices, window_dict
 from streams.analytics.queries.traffic import (
     ROLLUP_AFTER_DAYS,

@@ -8,12 +8,12 @@ model's price (here its mean cost per task in the matrix) and a tier derived fro
 Success is only learned.
 
 Modules: ``simulation`` (one pass), ``catalogue`` (the models and the bandit a router would start
-with), ``metrics`` (reference points, AIQ, APGR), ``scoring`` (a pass scored, the report),
+with), ``baselines`` (reference points, AIQ, APGR), ``scoring`` (a pass scored, the report),
 ``runner`` (``run_replay``: seeds and the cost-quality curve).
 """
 
+from streams.evaluation.replay.baselines import aiq, apgr, best_single_model, cheapest_model, oracle_per_task
 from streams.evaluation.replay.catalogue import TIERS_BY_PRICE, catalogue, make_bandit
-from streams.evaluation.replay.metrics import aiq, apgr, best_single_model, cheapest_model, oracle_per_task
 from streams.evaluation.replay.runner import (
     DEFAULT_KAFKA_MAX_LAG,
     DEFAULT_MAX_ATTEMPTS,

@@ -9,8 +9,8 @@ import numpy as np
 
 from streams.config import Settings, load_settings
 from streams.evaluation.datasets import OutcomeMatrix, load_dataset, task_context
+from streams.evaluation.replay.baselines import best_single_model
 from streams.evaluation.replay.catalogue import make_bandit
-from streams.evaluation.replay.metrics import best_single_model
 from streams.evaluation.replay.scoring import ReplayReport, SeedRun, build_report, score_run
 from streams.evaluation.replay.simulation import PaidOutcomes, ReplayPolicy, simulate
 from streams.routing.settings import BanditSettings

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from streams.evaluation.datasets import OutcomeMatrix
-from streams.evaluation.replay.metrics import aiq, apgr, best_single_model, cheapest_model, oracle_per_task
+from streams.evaluation.replay.baselines import aiq, apgr, best_single_model, cheapest_model, oracle_per_task
 from streams.evaluation.replay.simulation import Session
 from streams.routing.settings import BanditSettings
 
