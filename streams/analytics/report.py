@@ -8,6 +8,7 @@ API (``/v1/analytics/*``); only when no service answers does it open the ClickHo
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -46,9 +47,11 @@ class SourceError(RuntimeError):
 class HttpSource:
     """Reads views from a running service's ``/v1/analytics`` API."""
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 30.0, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        # Under reliability.keys.require_key the API wants a key with the ``analytics`` scope.
+        self.api_key = api_key if api_key is not None else os.environ.get("WEAVE_API_KEY")
 
     def describe(self) -> str:
         return f"service at {self.base_url}"
@@ -56,8 +59,11 @@ class HttpSource:
     def view(self, name: str, since: datetime, until: datetime, **params: Any) -> Any:
         query = urllib.parse.urlencode({"since": since.isoformat(), "until": until.isoformat(), **params})
         url = f"{self.base_url}/v1/analytics/{name}?{query}"
+        request = urllib.request.Request(url)
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:

@@ -238,6 +238,25 @@ def test_dashboard_asks_a_browser_for_a_key(gw: Served, table: Table) -> None:
     table.verify()
 
 
+def test_the_report_reads_analytics_with_a_key(gw: Served, table: Table) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from streams.analytics.report import HttpSource, SourceError
+
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=1)
+    summary = HttpSource(gw.url, api_key=KEYS["analytics"]).view("summary", since, until)
+    _check(table, "weave-router report with WEAVE_API_KEY (analytics)", "reads the summary",
+           "reads the summary" if isinstance(summary, dict) else repr(summary)[:60])
+    try:
+        HttpSource(gw.url, api_key="").view("summary", since, until)
+        observed = "read without a key"
+    except SourceError as exc:
+        observed = "refused: HTTP 401" if "HTTP 401" in str(exc) else str(exc)[:60]
+    _check(table, "weave-router report without a key", "refused: HTTP 401", observed)
+    table.verify()
+
+
 def test_model_scope_holds_on_route_and_count_tokens(gw: Served, table: Table) -> None:
     h = bearer("chat_only")  # a key for m-chat only
     r = httpx.post(gw.url + "/v1/route", json={**_CHAT, "model": "m-anth"}, headers=h, timeout=10)
