@@ -81,7 +81,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._counted = False
         self._in_headers = True  # waiting for (or reading) a request line and headers
         self._raw_header_bytes = 0  # bytes received while in headers: bounds httptools' own buffer
-        self._header_bytes = 0  # exact size of the request line and headers seen so far
         self._got_bytes = False
         self._header_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str] | None = None
@@ -134,25 +133,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
-        self._header_bytes = 0
         if self._header_timer is None:
             self._arm_header_timer()
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._header_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._header_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         self._in_headers = False
-        self._raw_header_bytes = 0
-        if self._header_bytes > self.limits.max_header_bytes:
+        # Bytes received so far bound the headers' size (they may include body bytes of the same read):
+        # only past the limit is the exact size worth computing. No per-header work on the hot path.
+        limit = self.limits.max_header_bytes
+        if self._raw_header_bytes > limit and self._exact_header_bytes() > limit:
             self._refuse(431, f"request headers too large: the limit is {self.limits.max_header_bytes} bytes")
             return
+        self._raw_header_bytes = 0
         if self._refusal is not None:
             status, message = self._refusal
             self._refuse(status, message, retry_after=True)
@@ -193,6 +186,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def _exact_header_bytes(self) -> int:
+        return len(getattr(self, "url", b"")) + sum(len(n) + len(v) + 4 for n, v in self.headers or ())
 
     def _path(self) -> str:
         url = getattr(self, "url", b"") or b""
