@@ -132,6 +132,9 @@ class Gateway:
         self, req: CanonicalRequest, headers: Mapping[str, str], requested: str, session_id: str
     ) -> Decision | None:
         """The router's decision for an auto model, a passthrough for a configured one, else None."""
+        # The session id reaches the x-router-session header: CR/LF from a prompt_cache_key must not.
+        # Cleaned before the router sees it, so its session state, the header and feedback agree.
+        session_id = header_text(session_id)
         try:
             auto = self.router.is_auto(requested)
         except Exception:
@@ -146,13 +149,12 @@ class Gateway:
                 if self.frontier is None:
                     raise
                 return self.passthrough(self.frontier, session_id, policy="fallback", reason="router error")
-            # The session id reaches the x-router-session header: CR/LF from a prompt_cache_key must not.
-            decision.session_id = header_text(decision.session_id or session_id)
+            decision.session_id = header_text(decision.session_id) if decision.session_id else session_id
             return decision
         model = self.models.get(requested)
         if model is None:
             return None
-        return self.passthrough(model, header_text(session_id))
+        return self.passthrough(model, session_id)
 
     def passthrough(
         self, model: ModelSettings, session_id: str, *, policy: str = PASSTHROUGH, reason: str = "model named"
