@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from test_routing_fixtures import CC_HEADERS, claude_code_76kb, default_settings, request, user
-from test_routing_policy import FakeBandit
+from test_routing_patterns import FakeBandit
 
 from streams.agents.records import decision_event
 from streams.config import ConfigError

@@ -6,7 +6,7 @@ import pickle
 import uuid
 
 from test_routing_fixtures import CC_HEADERS, claude_code_76kb, default_settings, request, user
-from test_routing_policy import FakeBandit
+from test_routing_patterns import FakeBandit
 from test_routing_sessions import Clock
 
 from streams.routing.router import Router

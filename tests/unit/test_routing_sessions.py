@@ -14,7 +14,7 @@ from test_routing_fixtures import (
     signed_thinking_history,
     user,
 )
-from test_routing_policy import FakeBandit
+from test_routing_patterns import FakeBandit
 
 from streams.routing.catalog import Catalog
 from streams.routing.client_detection import lower_case_headers
