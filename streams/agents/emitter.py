@@ -91,6 +91,7 @@ class KafkaEventSink:
         journal: bool = True,
         sink_group: str = STORED_BY_GROUP,
         trim_interval_s: float = 1.0,
+        linger_s: float = 0.01,
     ) -> None:
         self.topics = topics or Topics()
         # The last events the broker acknowledged: a broker that comes back without its topics (the
@@ -123,6 +124,10 @@ class KafkaEventSink:
         self.sink_group = sink_group
         self.dead = DeadLetterFile(Path(data_dir) / "dead_letters" / (spill_name.removesuffix(".spill") + ".jsonl"))
         self.trim_interval_s = trim_interval_s
+        # How long the first event of a batch waits for company: one produce request per ``linger_s``
+        # instead of one per event costs the broker and every consumer a fraction (fetches return as
+        # soon as anything arrived). The answer never waits for it: the journal already has the event.
+        self.linger_s = linger_s
         self._trim_task: asyncio.Task[None] | None = None
         self._offsets_reader: AIOKafkaConsumer | None = None
         self._recovered = False
@@ -307,6 +312,8 @@ class KafkaEventSink:
                 await asyncio.sleep(self.retry_interval_s)
 
     async def _send_direct(self) -> None:
+        if self.linger_s > 0 and len(self._buffer) < self.max_batch and not self._stopping:
+            await asyncio.sleep(self.linger_s)
         items = self._take(self.max_batch)
         self._inflight = True
         try:
