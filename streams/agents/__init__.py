@@ -5,8 +5,10 @@
 - ``sink.SinkAgent``: traces, decisions and outcomes into ClickHouse (batched, idempotent).
 - ``emitter.KafkaEventSink``: the gateway's non-blocking event producer (spills to disk when the
   broker is away).
-- ``policy.PolicyFollower``: newest merged policy for any process that decides (gateway included).
+- ``route_agent.RouteHandler``: RouteRequests through the gateway's serving core (``streams.ingress.core``).
+- ``policy_snapshots.PolicyFollower``: newest merged policy for any process that decides (gateway included).
 - ``feedback.build_outcome``: ``POST /v1/feedback`` payload → Outcome event.
 
-Nothing here imports ``streams.ingress``; the emitter implements its ``EventSink`` protocol structurally.
+The emitter implements the gateway's ``EventSink`` protocol structurally; only the router agent
+imports ``streams.ingress`` (the one serving core for HTTP and Kafka requests).
 """
