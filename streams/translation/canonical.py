@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Dialect = Literal["openai_chat", "openai_responses", "anthropic_messages"]
+Dialect = Literal["openai_chat", "openai_responses", "anthropic_messages", "gemini"]
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "content_filter", "error"]
 

@@ -1,5 +1,6 @@
-"""Stream translation for all 9 (upstream, client) pairs, checked by the official SDKs' own stream
-parsers: what a real client reassembles is what the upstream said."""
+"""Stream translation for all 16 (upstream, client) pairs, checked by the official SDKs' own stream
+parsers (Gemini: by the SDKs' documented chunk concatenation): what a real client reassembles is what
+the upstream said."""
 
 from __future__ import annotations
 
@@ -230,10 +231,41 @@ def responses_upstream() -> bytes:
     )
 
 
+def gemini_chunk(parts: list[dict[str, Any]], finish: str | None = None, usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    chunk: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-up", "responseId": "resp-up"}
+    if usage:
+        chunk["usageMetadata"] = usage
+    return chunk
+
+
+GEMINI_USAGE = {"promptTokenCount": 100, "candidatesTokenCount": 15, "thoughtsTokenCount": 5,
+                "cachedContentTokenCount": 40, "totalTokenCount": 120}  # fmt: skip
+
+
+def gemini_upstream() -> bytes:
+    running = {"promptTokenCount": 100, "totalTokenCount": 100}
+    return _sse(
+        [
+            (None, gemini_chunk([{"text": "Two calls needed.", "thought": True}], usage=running)),
+            (None, gemini_chunk([{"text": "Hello"}], usage=running)),
+            (None, gemini_chunk([{"text": " world"}], usage=running)),
+            (None, gemini_chunk([
+                {"functionCall": {"id": "call_A", "name": "get_weather", "args": {"city": "Paris"}},
+                 "thoughtSignature": "c2lnLXVw"},
+                {"functionCall": {"id": "call_B", "name": "get_time", "args": {"tz": "CET"}}},
+            ], "STOP", GEMINI_USAGE)),
+        ]
+    )  # fmt: skip
+
+
 UPSTREAM = {
     "openai_chat": chat_upstream,
     "anthropic_messages": anthropic_upstream,
     "openai_responses": responses_upstream,
+    "gemini": gemini_upstream,
 }
 
 
@@ -264,8 +296,42 @@ def _mock(body: bytes) -> httpx2.Client:
 TOOLS_OAI = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for _, n, _ in CALLS]
 
 
+def gemini_view(body: bytes) -> dict[str, Any]:
+    """A Gemini stream as google-genai and gemini-cli reassemble it: every chunk is a whole
+    GenerateContentResponse; the text is the concatenation of the non-thought text parts, calls arrive
+    whole, the finishReason and the usage are the last ones seen."""
+    text, thoughts, calls, stop, usage = "", "", [], None, None
+    for event, data in SSEDecoder().feed(body):
+        assert event is None and data != "[DONE]"
+        chunk = json.loads(data)
+        assert "error" not in chunk, chunk
+        candidate = chunk["candidates"][0]
+        assert candidate["content"]["role"] == "model"
+        for part in candidate["content"]["parts"]:
+            if "functionCall" in part:
+                fn = part["functionCall"]
+                calls.append((fn["id"], fn["name"], fn["args"]))
+            elif part.get("thought"):
+                thoughts += part["text"]
+            else:
+                text += part["text"]
+        stop = candidate.get("finishReason", stop)
+        usage = chunk.get("usageMetadata", usage)
+    assert stop is not None, "the last chunk must carry a finishReason"
+    return {
+        "text": text,
+        "calls": calls,
+        "stop": stop,
+        "usage": (usage["promptTokenCount"], usage["candidatesTokenCount"] + usage.get("thoughtsTokenCount", 0),
+                  usage.get("cachedContentTokenCount", 0)) if usage else None,
+        "thinking": thoughts or None,
+    }  # fmt: skip
+
+
 def client_view(dst: str, body: bytes) -> dict[str, Any]:
     """What the official SDK's stream helper reassembles from our bytes."""
+    if dst == "gemini":
+        return gemini_view(body)
     if dst == "openai_chat":
         client = openai.OpenAI(api_key="k", base_url="http://router/v1", http_client=_mock(body), max_retries=0)
         with client.chat.completions.stream(
@@ -316,7 +382,8 @@ def client_view(dst: str, body: bytes) -> dict[str, Any]:
     }
 
 
-EXPECTED_STOP = {"openai_chat": "tool_calls", "anthropic_messages": "tool_use", "openai_responses": "completed"}
+EXPECTED_STOP = {"openai_chat": "tool_calls", "anthropic_messages": "tool_use", "openai_responses": "completed",
+                 "gemini": "STOP"}  # fmt: skip
 
 
 @pytest.mark.parametrize("src", DIALECT_NAMES)
@@ -328,8 +395,10 @@ def test_stream_pair_reassembles_in_official_sdk(src: str, dst: str) -> None:
     assert view["calls"] == [(i, n, a) for i, n, a in CALLS]
     assert view["stop"] == EXPECTED_STOP[dst]
     assert view["usage"] == (100, 20, 40)
-    if dst != "openai_chat":  # cross-provider reasoning is not relayed without keep_signatures
+    if dst not in ("openai_chat", "gemini"):  # signed reasoning needs keep_signatures (same provider)
         assert view["thinking"] is None
+    elif src != "openai_chat":  # plain reasoning text (Chat's reasoning_content, Gemini's thoughts) is relayed
+        assert view["thinking"] == "Two calls needed."
 
 
 def test_same_provider_reasoning_keeps_signatures() -> None:

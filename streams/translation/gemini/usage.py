@@ -1,0 +1,100 @@
+"""Gemini token usage (``usageMetadata``): parsed from a decoded response or chunk, read straight off
+relayed bytes, and rendered for a client.
+
+Gemini's ``promptTokenCount`` includes the cached share (``cachedContentTokenCount``), as canonical
+``input_tokens`` does; its ``candidatesTokenCount`` excludes the thinking tokens
+(``thoughtsTokenCount``), which canonical ``output_tokens`` includes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from streams.translation.canonical import Usage
+from streams.translation.common import as_struct
+from streams.translation.scanner import UsageScanner, body_usage_with
+
+
+class WireUsage(msgspec.Struct):
+    promptTokenCount: int | None = 0
+    candidatesTokenCount: int | None = 0
+    cachedContentTokenCount: int | None = 0
+    thoughtsTokenCount: int | None = 0
+    toolUsePromptTokenCount: int | None = 0
+
+
+class WireStatus(msgspec.Struct):
+    """Google's error object: ``{"code": 404, "message": "...", "status": "NOT_FOUND"}``."""
+
+    message: str | None = None
+    code: int | None = None
+    status: str | None = None
+
+
+class _Candidate(msgspec.Struct):
+    finishReason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    """A whole response or one stream chunk, decoded only as far as usage, the end and errors go."""
+
+    usageMetadata: WireUsage | None = None
+    candidates: list[_Candidate] | None = None
+    error: WireStatus | None = None
+
+
+_chunk = msgspec.json.Decoder(_Chunk)
+
+
+def usage_of(u: WireUsage | None) -> Usage:
+    if u is None:
+        return Usage()
+    thoughts = u.thoughtsTokenCount or 0
+    return Usage(
+        input_tokens=(u.promptTokenCount or 0) + (u.toolUsePromptTokenCount or 0),
+        output_tokens=(u.candidatesTokenCount or 0) + thoughts,
+        cached_input_tokens=u.cachedContentTokenCount or 0,
+        reasoning_tokens=thoughts,
+    )
+
+
+def parse_usage(u: Any) -> Usage:
+    """The ``usageMetadata`` object of a decoded response or chunk; zeros when absent or of another shape."""
+    return usage_of(as_struct(u, WireUsage))
+
+
+def render_usage(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "promptTokenCount": u.input_tokens,
+        "candidatesTokenCount": max(0, u.output_tokens - u.reasoning_tokens),
+        "totalTokenCount": u.input_tokens + u.output_tokens,
+    }
+    if u.reasoning_tokens:
+        out["thoughtsTokenCount"] = u.reasoning_tokens
+    if u.cached_input_tokens:
+        out["cachedContentTokenCount"] = u.cached_input_tokens
+    return out
+
+
+def body_usage(data: bytes) -> Usage | None:
+    """Usage of a whole response body; None when it is not JSON at all."""
+    return body_usage_with(_chunk, lambda body: usage_of(body.usageMetadata), data)
+
+
+def _read_event(data: bytes, scanner: UsageScanner) -> bool:
+    chunk = _chunk.decode(data)
+    if chunk.error:
+        scanner.error = chunk.error.message or "upstream error"
+        scanner.finished = True
+    if chunk.usageMetadata:
+        scanner.usage = usage_of(chunk.usageMetadata)  # each chunk's counts are the running totals
+    if any(c.finishReason for c in chunk.candidates or ()):
+        scanner.finished = True  # Gemini streams have no end marker: the last chunk has a finishReason
+    return False
+
+
+def usage_scanner(*, drop_usage_chunk: bool = False) -> UsageScanner:
+    """``drop_usage_chunk`` does not apply: Gemini streams have no separate usage chunk."""
+    return UsageScanner(_read_event)
