@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from streams.reliability.settings import ReliabilitySettings, VirtualKeySettings
 from streams.routing.settings import RoutingSettings
 
-ProviderDialect = Literal["openai_chat", "openai_responses", "anthropic_messages"]
+ProviderDialect = Literal["openai_chat", "openai_responses", "anthropic_messages", "gemini"]
 Tier = Literal["frontier", "strong", "standard", "cheap"]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -235,7 +235,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
 
 
 def default_config() -> dict[str, Any]:
-    """The embedded default: simulated providers for the three dialects and models of different price/skill."""
+    """The embedded default: simulated providers for the four dialects and models of different price/skill."""
     path = Path(__file__).with_name("default_config.yaml")
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict)

@@ -36,6 +36,7 @@ from streams.ingress.dialects import serving_cores
 from streams.ingress.errors import OWN, dialect_for_path, error_body, send_error
 from streams.ingress.feedback import FeedbackEndpoint, FeedbackHandler
 from streams.ingress.gateway import Gateway
+from streams.ingress.gemini import GeminiModels
 from streams.ingress.http import JSON_HEADERS, Receive, Scope, Send, header_map, send_bytes
 from streams.ingress.models import ModelsEndpoint
 from streams.ingress.pipeline import DialectIngress
@@ -132,12 +133,15 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
             await gateway.close()
 
     cores = serving_cores(gateway)
+    gemini = GeminiModels(gateway, cores["gemini"])
     routes = [
         Route("/v1/chat/completions", DialectIngress(cores["openai_chat"]), methods=["POST"]),
         Route("/v1/responses", DialectIngress(cores["openai_responses"]), methods=["POST"]),
         Route("/v1/messages", DialectIngress(cores["anthropic_messages"]), methods=["POST"]),
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
         Route("/v1/models", ModelsEndpoint(gateway), methods=["GET"]),
+        Route("/v1beta/models", gemini, methods=["GET"]),
+        Route("/v1beta/models/{target:path}", gemini, methods=["GET", "POST"]),
         Route("/v1/route", RouteEndpoint(gateway), methods=["POST"]),
         Route("/v1/feedback", FeedbackEndpoint(gateway, feedback), methods=["POST"]),
         Route("/health", _Health(gateway), methods=["GET"]),

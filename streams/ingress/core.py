@@ -8,14 +8,17 @@ override them); the phases are ``admission``, ``exchange``, ``relay`` and ``trac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from time import perf_counter
 from typing import Any, ClassVar
 
 from streams.config import ModelSettings
 from streams.ingress.admission import acquire_slot
+from streams.ingress.context import client_key
 from streams.ingress.errors import error_body
 from streams.ingress.exchange import Answer, Exchange, Refusal, call_upstream, read_whole, upstream_refusal
 from streams.ingress.gateway import Gateway
+from streams.ingress.http import Scope
 from streams.ingress.trace import Trace, build_trace
 from streams.translation import registry
 from streams.translation.codec import DialectCodec
@@ -29,6 +32,15 @@ class ServingCore:
         self.codec: DialectCodec = registry.get(self.dialect)
 
     # Dialect hooks ----------------------------------------------------------------------------------
+
+    def caller_key(self, scope: Scope, headers: Mapping[str, str]) -> str | None:
+        """The HTTP caller's key (Gemini also takes ``x-goog-api-key`` and ``?key=``)."""
+        return client_key(headers)
+
+    def request_body(self, scope: Scope, body: dict[str, Any]) -> dict[str, Any]:
+        """The decoded HTTP body as the dialect's parser reads it: what the URL says goes in here
+        (Gemini names the model and streaming in the path)."""
+        return body
 
     def client_wants_usage(self, body: dict[str, Any]) -> bool:
         """Did the client ask for usage in its stream? (Only OpenAI Chat makes it optional.)"""

@@ -24,7 +24,7 @@ from streams.ingress.errors import parse_upstream_error
 from streams.ingress.http import RawHeaders
 from streams.providers.client import UpstreamError, UpstreamResponse
 from streams.providers.failover import Attempt, PrimedResponse, send_with_failover
-from streams.providers.upstream import PATHS, auth_headers, forwarded_headers
+from streams.providers.upstream import auth_headers, forwarded_headers, request_path
 from streams.reliability.settings import LimitSettings
 from streams.routing.decision import Decision
 from streams.translation import fastpath, registry
@@ -140,7 +140,7 @@ def prepare_attempt(
         ex.pre_s = now - ex.t0
     else:
         ex.translate_s += now - t
-    return PATHS[pd], body, headers
+    return request_path(pd, model.upstream, stream=ex.req.stream), body, headers
 
 
 async def call_upstream(core: ServingCore, ex: Exchange) -> Answer | Refusal:

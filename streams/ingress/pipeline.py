@@ -16,7 +16,6 @@ import asyncio
 from time import perf_counter
 
 from streams.ingress.admission import acquire_slot, admit
-from streams.ingress.context import client_key
 from streams.ingress.core import ServingCore
 from streams.ingress.errors import decode_json_object, read_request_body, send_error
 from streams.ingress.exchange import Exchange, Refusal, read_whole
@@ -41,7 +40,7 @@ class DialectIngress:
         raw = await read_request_body(receive, send, headers, dialect, gw.max_body_bytes, gw.read_timeout_s)
         if raw is None:
             return
-        key = client_key(headers)
+        key = core.caller_key(scope, headers)
         # Key and route now (401 before any parsing work); its model scope once the body names the model.
         check = rel.authenticate(key, route=scope["path"])
         if not check.ok:
@@ -55,6 +54,7 @@ class DialectIngress:
         body = await decode_json_object(send, dialect, raw)
         if body is None:
             return
+        body = core.request_body(scope, body)
         ex = core.exchange(t0, headers, raw)
         ex.identity = identity
         send = self._record_before_end(ex, send)

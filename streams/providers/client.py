@@ -127,7 +127,7 @@ class UpstreamClient:
         await self.close()
 
     def url(self, provider: ProviderSettings, path: str) -> str:
-        return resolve_base_url(provider.base_url, self.sim_url) + path
+        return resolve_base_url(provider.base_url, self.sim_url, provider.dialect) + path
 
     def _origin(self, provider: ProviderSettings, path: str) -> Origin:
         key = (provider.name, path)

@@ -7,6 +7,7 @@ only ever put into the outgoing headers (never logged, never stored elsewhere).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import quote
 
 from streams.config import ProviderSettings
 from streams.translation.canonical import Dialect
@@ -17,29 +18,42 @@ SIM_KEY = "sim-key"
 # Client headers starting with this reach a simulated provider (per-request fault injection in tests).
 SIM_HEADER_PREFIX = "x-sim-"
 
-# Relative to a base URL that already ends in the API version (``https://api.openai.com/v1``).
+# Relative to a base URL that already ends in the API version (``https://api.openai.com/v1``,
+# ``https://generativelanguage.googleapis.com/v1beta``).
 PATHS: dict[str, str] = {
     "openai_chat": "/chat/completions",
     "openai_responses": "/responses",
     "anthropic_messages": "/messages",
 }
+# Gemini names the model and streaming in the path.
+GEMINI_PATH = "/models/{model}:generateContent"
+GEMINI_STREAM_PATH = "/models/{model}:streamGenerateContent?alt=sse"
+# The simulator's API version prefix per dialect (the default is /v1).
+_SIM_VERSION = {"gemini": "/v1beta"}
 
 # Client headers worth forwarding to a provider of the same dialect (lower-case names).
 _FORWARD_ANTHROPIC = ("anthropic-version", "anthropic-beta")
 
 
-def resolve_base_url(base_url: str, sim_url: str | None) -> str:
+def resolve_base_url(base_url: str, sim_url: str | None, dialect: Dialect | str = "openai_chat") -> str:
     """``sim`` means the built-in simulator; its URL is only known once it runs."""
     if base_url == SIM_BASE_URL:
         if not sim_url:
             raise RuntimeError("provider base_url 'sim' needs the simulator URL (UpstreamClient(sim_url=...))")
-        base_url = sim_url.rstrip("/") + "/v1"
+        base_url = sim_url.rstrip("/") + _SIM_VERSION.get(dialect, "/v1")
     return base_url.rstrip("/")
 
 
-def endpoint_url(base_url: str, dialect: Dialect | str) -> str:
+def request_path(dialect: Dialect | str, upstream_model: str, *, stream: bool) -> str:
+    """The generation endpoint's path under a provider's base URL."""
+    if dialect == "gemini":
+        return (GEMINI_STREAM_PATH if stream else GEMINI_PATH).format(model=quote(upstream_model, safe=""))
+    return PATHS[dialect]
+
+
+def endpoint_url(base_url: str, dialect: Dialect | str, upstream_model: str = "", *, stream: bool = False) -> str:
     """Full URL of the dialect's generation endpoint under ``base_url`` (already resolved)."""
-    return base_url + PATHS[dialect]
+    return base_url + request_path(dialect, upstream_model, stream=stream)
 
 
 def auth_headers(provider: ProviderSettings) -> dict[str, str]:
@@ -52,6 +66,9 @@ def auth_headers(provider: ProviderSettings) -> dict[str, str]:
         headers["anthropic-version"] = ANTHROPIC_VERSION
         if key:
             headers["x-api-key"] = key
+    elif provider.dialect == "gemini":
+        if key:
+            headers["x-goog-api-key"] = key
     elif key:
         headers["authorization"] = f"Bearer {key}"
     for name, value in provider.headers.items():

@@ -25,8 +25,10 @@ from streams.routing.decision import Decision
 from streams.translation.canonical import CanonicalRequest
 
 DIALECTS = ("openai_chat", "openai_responses", "anthropic_messages")
+# Gemini as well (no official Python SDK in the test environment: its tests speak HTTP directly).
+ALL_DIALECTS = (*DIALECTS, "gemini")
 # One configured model per provider dialect: requesting it by name forces that provider.
-MODEL_FOR = {"openai_chat": "m-chat", "openai_responses": "m-resp", "anthropic_messages": "m-anth"}
+MODEL_FOR = {"openai_chat": "m-chat", "openai_responses": "m-resp", "anthropic_messages": "m-anth", "gemini": "m-gem"}
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -36,6 +38,7 @@ def make_settings(**overrides: Any) -> Settings:
             {"name": "p-chat", "dialect": "openai_chat", "base_url": "sim"},
             {"name": "p-resp", "dialect": "openai_responses", "base_url": "sim"},
             {"name": "p-anth", "dialect": "anthropic_messages", "base_url": "sim"},
+            {"name": "p-gem", "dialect": "gemini", "base_url": "sim"},
             # Nothing listens on port 9 of loopback: connection refused at once.
             {"name": "p-dead", "dialect": "openai_chat", "base_url": "http://127.0.0.1:9/v1", "connect_timeout_s": 1},
         ],
@@ -43,6 +46,7 @@ def make_settings(**overrides: Any) -> Settings:
             {"name": "m-chat", "provider": "p-chat", "price_in": 0.25, "price_out": 2.0},
             {"name": "m-resp", "provider": "p-resp", "price_in": 1.25, "price_out": 10.0},
             {"name": "m-anth", "provider": "p-anth", "price_in": 5.0, "price_out": 25.0, "tier": "frontier"},
+            {"name": "m-gem", "provider": "p-gem", "price_in": 0.3, "price_out": 2.5},
             {"name": "m-dead", "provider": "p-dead", "price_in": 1.0, "price_out": 1.0},
             # Multi-homed: the first provider is down, the second answers.
             {"name": "m-multi", "provider": ["p-dead", "p-chat"], "upstream_model": "m-chat"},
@@ -138,7 +142,8 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Simulator + gateway in one background event loop; yields once both accept connections."""
     settings = settings or make_settings()
-    sim = sim or SimConfig(ttft_ms=0.0, tokens_per_s=0.0, models={"m-chat": 0.7, "m-resp": 0.8, "m-anth": 0.9})
+    sim = sim or SimConfig(ttft_ms=0.0, tokens_per_s=0.0,
+                           models={"m-chat": 0.7, "m-resp": 0.8, "m-anth": 0.9, "m-gem": 0.75})
     ready = threading.Event()
     box: list[Any] = []
     stop: list[asyncio.Event] = []
@@ -195,9 +200,43 @@ class Facts:
 
 
 _CHAT_STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens"}
+_GEMINI_STOP = {"STOP": "end_turn", "MAX_TOKENS": "max_tokens", "SAFETY": "content_filter"}
+
+
+def gemini_whole(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Gemini stream's chunks as one response: parts in order (text runs joined), the last
+    finishReason and usage (what google-genai's stream consumers keep)."""
+    parts: list[dict[str, Any]] = []
+    finish, usage = None, None
+    for chunk in chunks:
+        assert "error" not in chunk, chunk
+        candidate = chunk["candidates"][0]
+        for part in candidate.get("content", {}).get("parts") or []:
+            prev = parts[-1] if parts else None
+            if "text" in part and prev is not None and "text" in prev and prev.get("thought") == part.get("thought"):
+                prev["text"] += part["text"]
+            else:
+                parts.append(dict(part))
+        finish = candidate.get("finishReason", finish)
+        usage = chunk.get("usageMetadata", usage)
+    candidate_out: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish is not None:
+        candidate_out["finishReason"] = finish
+    return {"candidates": [candidate_out], "usageMetadata": usage or {}}
 
 
 def facts_from_body(dialect: str, body: dict[str, Any]) -> Facts:
+    if dialect == "gemini":
+        candidate = body["candidates"][0]
+        parts = candidate["content"].get("parts") or []
+        text = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
+        calls = [(p["functionCall"].get("id", ""), p["functionCall"]["name"], p["functionCall"].get("args", {}))
+                 for p in parts if "functionCall" in p]
+        stop = _GEMINI_STOP.get(candidate.get("finishReason", ""), "error")
+        stop = "tool_use" if stop == "end_turn" and calls else stop
+        u = body.get("usageMetadata") or {}
+        return Facts(text, calls, stop, u.get("promptTokenCount", 0),
+                     u.get("candidatesTokenCount", 0) + u.get("thoughtsTokenCount", 0))
     if dialect == "openai_chat":
         choice = body["choices"][0]
         msg = choice["message"]
@@ -241,6 +280,8 @@ def sse_frames(raw: bytes) -> list[tuple[str | None, str]]:
 def facts_from_stream(dialect: str, raw: bytes) -> Facts:
     """Accumulate a provider's (or the gateway's) SSE stream, independently of the gateway's code."""
     frames = sse_frames(raw)
+    if dialect == "gemini":
+        return facts_from_body(dialect, gemini_whole([json.loads(data) for _, data in frames]))
     if dialect == "openai_responses":
         for _, data in frames:
             obj = json.loads(data)

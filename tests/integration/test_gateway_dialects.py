@@ -1,5 +1,6 @@
-"""All 9 client-dialect x provider-dialect pairs through the gateway with the official SDKs, sync and
-async, plain and streaming (SDK stream helpers), over two turns (tool call, then tool result).
+"""All 16 client-dialect x provider-dialect pairs through the gateway with the official SDKs (Gemini:
+over HTTP as gemini-cli's genai client sends it), sync and async, plain and streaming (SDK stream
+helpers), over two turns (tool call, then tool result).
 
 What the client sees must equal what the provider produced: text, tool-call ids/names/arguments, stop
 reason and usage. "What the provider produced" is the provider's own response bytes, recorded on the
@@ -13,9 +14,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
-from _gateway_harness import DIALECTS, MODEL_FOR, Facts, Stack, facts_from_body, provider_facts, running_stack
+from _gateway_harness import (
+    ALL_DIALECTS,
+    MODEL_FOR,
+    Facts,
+    Stack,
+    facts_from_body,
+    gemini_whole,
+    provider_facts,
+    running_stack,
+    sse_frames,
+)
 
 TOOL = {
     "name": "Bash",
@@ -64,7 +76,38 @@ def _anthropic_kwargs(model: str, call: tuple[str, str, Any] | None) -> dict[str
     return {"model": model, "max_tokens": 512, "messages": messages, "tools": [tool]}
 
 
+def _gemini_request(model: str, call: tuple[str, str, Any] | None, stream: bool) -> dict[str, Any]:
+    """What gemini-cli's genai client sends: the model and streaming in the URL, the key in a header;
+    the function response names its function and, like gemini-cli, echoes the call's id."""
+    contents: list[dict[str, Any]] = [{"role": "user", "parts": [{"text": ASK}]}]
+    if call:
+        cid, name, args = call
+        fn_call: dict[str, Any] = {"name": name, "args": args}
+        fn_response: dict[str, Any] = {"name": name, "response": {"output": TOOL_OUTPUT}}
+        if cid:
+            fn_call["id"] = fn_response["id"] = cid
+        contents.append({"role": "model", "parts": [{"functionCall": fn_call}]})
+        contents.append({"role": "user", "parts": [{"functionResponse": fn_response}]})
+    tool = {"name": TOOL["name"], "description": TOOL["description"], "parametersJsonSchema": TOOL["parameters"]}
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return {"url": f"/v1beta/models/{model}:{method}", "headers": {"x-goog-api-key": "client-key"},
+            "json": {"contents": contents, "tools": [{"functionDeclarations": [tool]}]}}
+
+
+def _gemini_answer(resp: httpx.Response, stream: bool) -> dict[str, Any]:
+    assert resp.status_code == 200, resp.text
+    if not stream:
+        return resp.json()
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    frames = sse_frames(resp.content)
+    assert all(event is None and data != "[DONE]" for event, data in frames)
+    return gemini_whole([json.loads(data) for _, data in frames])
+
+
 def call_sync(st: Stack, dialect: str, model: str, call: tuple[str, str, Any] | None, stream: bool) -> dict[str, Any]:
+    if dialect == "gemini":
+        with httpx.Client(base_url=st.url, timeout=30) as http:
+            return _gemini_answer(http.post(**_gemini_request(model, call, stream)), stream)
     if dialect == "anthropic_messages":
         ac = anthropic.Anthropic(api_key="client-key", base_url=st.url, max_retries=0)
         kw = _anthropic_kwargs(model, call)
@@ -89,6 +132,9 @@ def call_sync(st: Stack, dialect: str, model: str, call: tuple[str, str, Any] | 
 async def call_async(
     st: Stack, dialect: str, model: str, call: tuple[str, str, Any] | None, stream: bool
 ) -> dict[str, Any]:
+    if dialect == "gemini":
+        async with httpx.AsyncClient(base_url=st.url, timeout=30) as http:
+            return _gemini_answer(await http.post(**_gemini_request(model, call, stream)), stream)
     if dialect == "anthropic_messages":
         async with anthropic.AsyncAnthropic(api_key="client-key", base_url=st.url, max_retries=0) as ac:
             kw = _anthropic_kwargs(model, call)
@@ -115,11 +161,16 @@ def check_same(st: Stack, client_dialect: str, provider_dialect: str, got: dict[
     assert rec.dialect == provider_dialect and rec.status == 200
     seen = facts_from_body(client_dialect, got)
     produced = provider_facts(rec, stream)
+    if provider_dialect == "gemini" and client_dialect != "gemini":
+        # Gemini's calls carry no id: the gateway made one up, which the client must get back next turn.
+        assert all(cid for cid, _, _ in seen.tool_calls)
+        seen = Facts(seen.text, [("", n, a) for _, n, a in seen.tool_calls], seen.stop,
+                     seen.input_tokens, seen.output_tokens)
     assert seen == produced
-    return seen
+    return facts_from_body(client_dialect, got)
 
 
-PAIRS = [(c, p) for c in DIALECTS for p in DIALECTS]
+PAIRS = [(c, p) for c in ALL_DIALECTS for p in ALL_DIALECTS]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -151,7 +202,7 @@ async def test_async_two_turns(stack: Stack, client_dialect: str, provider_diale
     assert second.stop == "end_turn" and second.text
 
 
-@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("dialect", ALL_DIALECTS)
 def test_same_dialect_equals_calling_the_sim_directly(stack: Stack, dialect: str) -> None:
     """Same dialect: the gateway's answer is the provider's, byte for byte where the ids are stable."""
     model = MODEL_FOR[dialect]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _gateway_harness import DIALECTS, Stack, make_settings, running_stack
+from _gateway_harness import ALL_DIALECTS, Stack, make_settings, running_stack
 
 from streams.agents.records import decision_event
 from streams.agents.route_agent import RouteHandler
@@ -33,7 +33,16 @@ def body_for(dialect: str, model: str, text: str = "rename variable x to count i
         return {"model": model, "messages": [{"role": "user", "content": text}]}
     if dialect == "openai_responses":
         return {"model": model, "input": text}
+    if dialect == "gemini":  # over HTTP the model moves into the URL; a RouteRequest names it in the body
+        return {"model": model, "contents": [{"role": "user", "parts": [{"text": text}]}]}
     return {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": text}]}
+
+
+def http_path(dialect: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if dialect == "gemini":
+        rest = {k: v for k, v in body.items() if k != "model"}
+        return f"/v1beta/models/{body['model']}:generateContent", rest
+    return PATH[dialect], body
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +58,8 @@ def over_http(st: Stack, dialect: str, body: dict[str, Any], session: str, heade
     """(status, decision event, trace) of one HTTP request."""
     before = len(st.events.traces)
     # The very bytes the RouteRequest carries (the provider counts what it is sent).
-    resp = httpx.post(st.url + PATH[dialect], content=json.dumps(body), timeout=30,
+    path, body = http_path(dialect, body)
+    resp = httpx.post(st.url + path, content=json.dumps(body), timeout=30,
                       headers={"x-session-id": session, "user-agent": "weave-test", "content-type": "application/json",
                                **(headers or {})})
     assert len(st.events.traces) == before + 1
@@ -82,8 +92,8 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if k not in PER_DELIVERY and a.get(k) != b.get(k)}
 
 
-@pytest.mark.parametrize("dialect", DIALECTS)
-@pytest.mark.parametrize("model", ["router/auto", "m-chat", "m-anth"])
+@pytest.mark.parametrize("dialect", ALL_DIALECTS)
+@pytest.mark.parametrize("model", ["router/auto", "m-chat", "m-anth", "m-gem"])
 def test_both_entry_points_give_the_same_decision_and_trace(stack: Stack, dialect: str, model: str) -> None:
     handler = kafka_handler(stack, TestRouter(stack.gateway.settings))
     body = body_for(dialect, model)

@@ -76,3 +76,14 @@ def test_corrupt_body_is_a_decode_error(codec: EventCodec) -> None:
 def test_missing_required_field_fails_at_encode(codec: EventCodec) -> None:
     with pytest.raises(ValueError):
         codec.encode("Outcome", {"event_id": "x"})
+
+
+def test_route_request_from_before_gemini_stays_readable(codec: EventCodec) -> None:
+    """``dialect`` gained the ``gemini`` symbol; a RouteRequest written with the older enum still decodes."""
+    old = next(v for v in codec.by_fingerprint.values()
+               if v.name == "RouteRequest" and v.fingerprint != codec.current["RouteRequest"].fingerprint)
+    event = {"event_id": "e1", "ts_ms": 1, "request_id": "r1", "session_id": "s1", "dialect": "anthropic_messages",
+             "body": "{}", "hints": {}, "reply_topic": "router.responses", "mode": "decide"}
+    assert codec.decode(codec.encode_with(old, event)) == ("RouteRequest", event)
+    gemini = {**event, "dialect": "gemini"}
+    assert codec.decode(codec.encode("RouteRequest", gemini)) == ("RouteRequest", gemini)
