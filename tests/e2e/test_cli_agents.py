@@ -1,11 +1,13 @@
-"""The real Claude Code and Codex CLIs, run headless through the gateway to the simulated provider.
+"""The real Claude Code, Codex and gemini-cli, run headless through the gateway to the simulated provider.
 
 Each test gives the agent a task that needs one tool call round trip: the simulator is scripted (with
 an ``x-sim-script`` header, which the gateway forwards to simulated providers) to call the agent's
 shell tool with ``touch <marker>`` first; after the tool result it answers with text that starts with
 "Done: checked the tool output." (the simulator says so only when the request it got ends in a tool
 result, so the sentence proves the second request carried the tool result through any translation).
-Every CLI runs once per provider dialect: the same dialect as the client and the two others.
+Every CLI runs once per provider dialect: the same dialect as the client and the others. gemini-cli
+edits a file (its ``replace`` tool, scripted) and answers a plain prompt on the default config, where
+its own model names (``gemini-2.5-pro``...) are routed.
 
 What a user would see is what is checked: the CLI exits 0, reports the simulator's final answer, the
 marker file exists (the tool really ran), the gateway's /metrics count the requests on the intended
@@ -17,6 +19,7 @@ Only loopback is used: the service runs on the embedded default (simulated provi
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _service import child_env, running_up
+import yaml
+from _service import DEFAULT_CONFIG, child_env, running_up
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "node_modules" / ".bin"
 CLAUDE = BIN / "claude"
 CODEX = BIN / "codex"
+GEMINI = BIN / "gemini"
 CLI_TIMEOUT_S = 120
 START_TIMEOUT_S = 90
 FINAL_ANSWER = "Done: checked the tool output."
@@ -55,6 +60,7 @@ ANTHROPIC_SMALL = Target("claude-haiku-sim", "sim-anthropic", "anthropic_message
 CHAT = Target("gpt-mini-sim", "sim-openai", "openai_chat")
 CHAT_CHEAP = Target("deepseek-sim", "sim-openai", "openai_chat")
 RESPONSES = Target("gpt-frontier-sim", "sim-responses", "openai_responses")
+GEMINI_FLASH = Target("gemini-flash-sim", "sim-gemini", "gemini")
 
 
 # -- the CLIs (the service fixture skips the module before starting when neither is installed) ----------
@@ -74,6 +80,15 @@ def codex() -> Path:
     return CODEX
 
 
+@pytest.fixture
+def gemini() -> Path:
+    if not GEMINI.exists():
+        pytest.skip(f"gemini-cli is not installed at {GEMINI} (run `npm ci` in {ROOT})")
+    if shutil.which("node") is None:
+        pytest.skip("gemini-cli needs node on PATH")
+    return GEMINI
+
+
 # -- the service ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Service:
@@ -90,8 +105,8 @@ def _get_json(url: str) -> Any:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One ``weave-router up`` (embedded broker, chDB, simulator) serving every test of the module."""
-    if not (CLAUDE.exists() or CODEX.exists()):
-        pytest.skip(f"neither {CLAUDE} nor {CODEX} is installed (run `npm ci` in {ROOT})")
+    if not (CLAUDE.exists() or CODEX.exists() or GEMINI.exists()):
+        pytest.skip(f"none of {CLAUDE}, {CODEX}, {GEMINI} is installed (run `npm ci` in {ROOT})")
     with running_up(tmp_path_factory.mktemp("weave-e2e"), START_TIMEOUT_S) as (url, log):
         detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
         sim = re.search(r"http://[\d.]+:\d+", detail)
@@ -289,3 +304,72 @@ def test_codex_applies_the_simulators_apply_patch(codex: Path, service: Service,
     assert (work / "hello.py").read_text() == "print('bye')\n"
     messages = [i["text"] for i in items if i.get("type") == "agent_message"]
     assert messages and messages[-1].startswith(FINAL_ANSWER), messages
+
+
+# -- gemini-cli (Gemini API) ------------------------------------------------------------------------------
+def _gemini_run(gemini: Path, service: Service, tmp_path: Path, prompt: str, *args: str,
+                script: dict[str, Any] | None = None) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """gemini-cli headless (``-p``, JSON output) in a fresh home and work dir; returns (process, work dir)."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".gemini").mkdir(parents=True)
+    work.mkdir()
+    settings = {"security": {"auth": {"selectedType": "gemini-api-key"}}, "telemetry": {"enabled": False},
+                "privacy": {"usageStatisticsEnabled": False}}  # fmt: skip
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
+    env = {**child_env(), "HOME": str(home), "GOOGLE_GEMINI_BASE_URL": service.url, "GEMINI_API_KEY": "x",
+           "GEMINI_CLI_TRUST_WORKSPACE": "true"}  # fmt: skip
+    env = {k: v for k, v in env.items() if not k.startswith(("GEMINI_CLI_CUSTOM", "GOOGLE_GENAI", "GOOGLE_CLOUD"))}
+    if script is not None:
+        # gemini-cli splits its custom headers on commas: the script travels base64-encoded.
+        encoded = base64.urlsafe_b64encode(json.dumps(script).encode()).decode()
+        env["GEMINI_CLI_CUSTOM_HEADERS"] = f"x-sim-script: base64:{encoded}"
+    (work / "hello.py").write_text("print('hello')\n")
+    proc = subprocess.run(
+        [str(gemini), "-p", prompt, "--output-format", "json", *args],
+        env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    return proc, work
+
+
+def test_gemini_cli_answers_a_plain_prompt_on_the_default_config(
+    gemini: Path, service: Service, tmp_path: Path
+) -> None:
+    """No model named: gemini-cli uses its own default (a ``gemini-*`` name) and its model classifier
+    (a structured-output request that must come back as JSON); the router serves both."""
+    counts = Counts(service)
+    proc, _ = _gemini_run(gemini, service, tmp_path, "say hello")
+    assert proc.returncode == 0, _failure(proc, service)
+    result = json.loads(proc.stdout)
+    assert result["response"].strip(), result
+    assert "error" not in result, result
+    served = _delta(gateway_requests(service), counts.gateway)
+    assert served and all(d == "gemini" and status == "200" for d, _, _, status in served), served
+    # gemini-cli reports the routed model (the answers' modelVersion), one of the configured ones.
+    configured = {m["name"] for m in yaml.safe_load(DEFAULT_CONFIG.read_text())["models"]}
+    assert result["stats"]["models"] and set(result["stats"]["models"]) <= configured, result["stats"]["models"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(GEMINI_FLASH, id="same-dialect-gemini"),
+        pytest.param(ANTHROPIC, id="cross-dialect-anthropic"),
+        pytest.param(CHAT, id="cross-dialect-chat"),
+        pytest.param(RESPONSES, id="cross-dialect-responses"),
+    ],
+)
+def test_gemini_cli_edits_a_file(gemini: Path, service: Service, tmp_path: Path, target: Target) -> None:
+    """The scripted model calls gemini-cli's ``replace`` tool; gemini-cli edits the file on disk, sends
+    the function response back (no call ids in Gemini) and prints the model's final answer."""
+    script = {"edit": {"path": "hello.py", "old": "print('hello')", "new": "print('bye')"}}
+    counts = Counts(service)
+    proc, work = _gemini_run(gemini, service, tmp_path, "Change hello.py so that it prints bye.",
+                             "--model", target.model, "--yolo", script=script)  # fmt: skip
+    assert proc.returncode == 0, _failure(proc, service)
+    result = json.loads(proc.stdout)
+    assert (work / "hello.py").read_text() == "print('bye')\n", result
+    assert result["response"].startswith(FINAL_ANSWER), result
+    tools = result["stats"]["tools"]
+    assert tools["totalSuccess"] == 1 and tools["totalFail"] == 0, tools
+    assert list(result["stats"]["models"]) == [target.model], result["stats"]["models"]
+    counts.check("gemini", target)

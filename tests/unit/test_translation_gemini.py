@@ -177,9 +177,10 @@ def test_thinking_and_structured_output_across_dialects() -> None:
     assert gc["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}}
     assert "thinkingConfig" not in gm.render_request(chat, "m", supports_thinking=False).get("generationConfig", {})
     # A Gemini client's thinking config reaches OpenAI and Anthropic as effort and budget.
+    # gemini-cli's classifier spells JSON Schema types the Gemini way ("OBJECT"); OpenAI needs "object".
     cli = parse({"contents": [{"parts": [{"text": "hi"}]}],
                  "generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW"}, "responseMimeType": "application/json",
-                                      "responseSchema": {"type": "OBJECT", "properties": {"ok": {"type": "BOOLEAN"}}}}})  # fmt: skip
+                                      "responseJsonSchema": {"type": "OBJECT", "properties": {"ok": {"type": "BOOLEAN"}}}}})  # fmt: skip
     assert rs.render_request(cli, "gpt-5")["reasoning"]["effort"] == "low"
     assert am.render_request(cli, "claude")["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert oc.render_request(cli, "gpt")["response_format"]["json_schema"]["schema"] == {

@@ -8,7 +8,8 @@ Routes
   GET/POST/DELETE /sim/faults, GET/POST /sim/skill, GET /sim/outcome, GET/DELETE /sim/stats
 
 Per-request headers: ``x-sim-script`` (JSON script: ``tool_calls``, ``edit``, ``text``, ``parallel``,
-``reply_tokens``; see ``behaviour``), ``x-sim-task`` (task id: the final answer says
+``reply_tokens``; see ``behaviour``; or ``base64:`` and the script in URL-safe base64, for clients whose
+header settings split on commas, like gemini-cli's ``GEMINI_CLI_CUSTOM_HEADERS``), ``x-sim-task`` (task id: the final answer says
 TESTS PASSED / TESTS FAILED per ``solves``), ``x-sim-task-type`` (the task's type, which picks the
 model's per-task-type skill; default: the task id's prefix, ``debugging:123``), ``x-sim-fault`` (a
 fault for this request only).
@@ -17,6 +18,7 @@ fault for this request only).
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -55,6 +57,19 @@ _MISSING_KEY = {
     wire_anthropic.DIALECT: (401, "x-api-key header is required"),
     wire_gemini.DIALECT: (403, "The request is missing a valid API key (x-goog-api-key header or key parameter)."),
 }
+
+
+SCRIPT_BASE64 = "base64:"
+
+
+def script_text(header: str) -> str:
+    """The ``x-sim-script`` header's JSON text, decoded when it came base64-encoded."""
+    if not header.startswith(SCRIPT_BASE64):
+        return header
+    try:
+        return base64.urlsafe_b64decode(header[len(SCRIPT_BASE64) :]).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FaultError(f"x-sim-script: not base64 JSON: {exc}") from None
 
 
 @dataclass
@@ -271,7 +286,7 @@ class _Api:
         try:
             header_fault = headers.get("x-sim-fault")
             fault = parse_fault_header(header_fault) if header_fault else state.faults.pick(req.model, wire.DIALECT)
-            script = _decode(headers["x-sim-script"]) if "x-sim-script" in headers else None
+            script = _decode(script_text(headers["x-sim-script"])) if "x-sim-script" in headers else None
             if script is not None and not isinstance(script, dict):
                 raise FaultError("x-sim-script must be a JSON object")
         except (FaultError, msgspec.DecodeError) as exc:

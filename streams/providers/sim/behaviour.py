@@ -320,6 +320,40 @@ class Behaviour:
         return rng.choice(req.tools)
 
 
+def json_format_schema(fmt: Any) -> dict[str, Any] | None:
+    """The schema of a structured-output request as the OpenAI and Anthropic APIs spell it (Chat's
+    ``response_format``, Responses' ``text.format``, Anthropic's ``output_config.format``): the schema
+    of ``json_schema`` (nested or flat), ``{}`` (any JSON) for ``json_object``, else None."""
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_object":
+        return {}
+    if fmt.get("type") != "json_schema":
+        return None
+    nested = fmt.get("json_schema")
+    schema = (nested if isinstance(nested, dict) else fmt).get("schema")
+    return schema if isinstance(schema, dict) else {}
+
+
+_JSON_INSTRUCTION = "Respond with a single JSON object"
+_SCHEMA_LEAD = "JSON schema: "
+
+
+def json_instruction_schema(text: str) -> dict[str, Any] | None:
+    """A model told in its prompt to answer with one JSON object (and which schema) does so: the schema
+    named after "JSON schema: ", ``{}`` when none is, None when the prompt does not ask."""
+    if _JSON_INSTRUCTION not in text:
+        return None
+    _, lead, rest = text.partition(_SCHEMA_LEAD)
+    if lead:
+        try:
+            schema, _ = json.JSONDecoder().raw_decode(rest)
+        except ValueError:
+            return {}
+        return schema if isinstance(schema, dict) else {}
+    return {}
+
+
 def _split_text(text: str) -> list[str]:
     """Split a text into word tokens that concatenate back to exactly ``text``."""
     if not text:

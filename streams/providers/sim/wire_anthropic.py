@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec
+from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec, json_format_schema, json_instruction_schema
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 
@@ -99,7 +99,19 @@ def parse(body: dict[str, Any], *, count_only: bool = False) -> SimRequest:
     req.max_tokens = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else None
     thinking = body.get("thinking")
     req.thinking = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    config = body.get("output_config")
+    req.json_schema = json_format_schema(config.get("format") if isinstance(config, dict) else None)
+    if req.json_schema is None:  # asked in the system prompt instead (how other dialects' JSON mode arrives)
+        req.json_schema = json_instruction_schema(_system_text(body.get("system")))
     return req
+
+
+def _system_text(system: Any) -> str:
+    if isinstance(system, str):
+        return system
+    if isinstance(system, list):
+        return "\n".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+    return ""
 
 
 def input_tokens(raw_len: int) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec
+from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec, json_format_schema
 from streams.providers.sim.sse import Frame, chunk_tokens, data_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 
@@ -81,6 +81,7 @@ def parse(body: dict[str, Any]) -> SimRequest:
     req.parallel_allowed = body.get("parallel_tool_calls", True) is not False
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     req.max_tokens = int(limit) if isinstance(limit, int) and limit > 0 else None
+    req.json_schema = json_format_schema(body.get("response_format"))
     return req
 
 

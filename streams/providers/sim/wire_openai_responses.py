@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolCall, ToolSpec
+from streams.providers.sim.behaviour import Plan, SimRequest, ToolCall, ToolSpec, json_format_schema
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 from streams.providers.sim.wire_openai_chat import WireError
@@ -83,6 +83,8 @@ def parse(body: dict[str, Any]) -> SimRequest:
     req.parallel_allowed = body.get("parallel_tool_calls", True) is not False
     limit = body.get("max_output_tokens")
     req.max_tokens = int(limit) if isinstance(limit, int) and limit > 0 else None
+    text = body.get("text")
+    req.json_schema = json_format_schema(text.get("format") if isinstance(text, dict) else None)
     return req
 
 

@@ -158,9 +158,8 @@ def _parse_tools(req: CanonicalRequest, body: dict[str, Any]) -> None:
             for j, d in enumerate(tool.get("functionDeclarations") or []):
                 dw = f"tools[{i}].functionDeclarations[{j}]"
                 decl = _object(d, dw)
-                schema = decl.get("parametersJsonSchema")
-                if schema is None:
-                    schema = lower_schema_types(decl.get("parameters"))
+                # JSON Schema spells types in lower case; Gemini takes (and gemini-cli sends) "OBJECT" too.
+                schema = lower_schema_types(decl.get("parametersJsonSchema") or decl.get("parameters"))
                 req.tools.append(
                     Tool(
                         name=string_field(decl.get("name"), f"{dw}.name"),
@@ -195,9 +194,7 @@ def _parse_generation(req: CanonicalRequest, config: Any) -> None:
     if isinstance(stops, list):
         req.stop = [s for s in stops if isinstance(s, str)]
     if gc.get("responseMimeType") == JSON_MIME:
-        schema = gc.get("responseJsonSchema")
-        if schema is None and gc.get("responseSchema") is not None:
-            schema = lower_schema_types(gc["responseSchema"])
+        schema = lower_schema_types(gc.get("responseJsonSchema") or gc.get("responseSchema"))
         req.response_format = (
             ResponseFormat("json_schema", schema=schema, name="response")
             if isinstance(schema, dict)
