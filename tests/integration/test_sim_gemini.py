@@ -4,6 +4,7 @@ header or ``?key=``, Google-shaped errors, faults and scripts."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -195,3 +196,21 @@ async def test_faults_and_scripts(http: httpx.AsyncClient) -> None:
     assert call == {"name": "run_shell_command", "args": {"command": "touch x"}}
     stats = (await http.get("../sim/stats")).json()
     assert stats["by_dialect"]["gemini"] >= 3 and stats["faults_injected"]["rate_limit"] == 1
+
+
+async def test_script_header_in_base64(http: httpx.AsyncClient) -> None:
+    """gemini-cli's GEMINI_CLI_CUSTOM_HEADERS splits on commas: a script can travel base64-encoded."""
+    script = {"edit": {"path": "hello.py", "old": "print('hello')", "new": "print('bye')"}}
+    replace = {"name": "replace", "parametersJsonSchema": {"type": "object", "properties": {
+        "file_path": {"type": "string"}, "old_string": {"type": "string"}, "new_string": {"type": "string"}},
+        "required": ["file_path", "old_string", "new_string"]}}  # fmt: skip
+    body = {**_body("Change hello.py so that it prints bye."), "tools": [{"functionDeclarations": [SHELL, replace]}]}
+    encoded = base64.urlsafe_b64encode(json.dumps(script).encode()).decode()
+    headers = {**KEY, "x-sim-script": "base64:" + encoded}
+    out = (await http.post("/models/m:generateContent", json=body, headers=headers)).json()
+    call = out["candidates"][0]["content"]["parts"][-1]["functionCall"]
+    assert call["name"] == "replace"
+    assert {k: call["args"][k] for k in ("file_path", "old_string", "new_string")} == {
+        "file_path": "hello.py", "old_string": "print('hello')", "new_string": "print('bye')"}  # fmt: skip
+    bad = await http.post("/models/m:generateContent", json=body, headers={**KEY, "x-sim-script": "base64:%%%"})
+    assert bad.status_code == 400 and "x-sim-script" in bad.json()["error"]["message"]
