@@ -17,7 +17,7 @@ def test_embedded_default_needs_no_configuration() -> None:
     assert s.embedded_kafka
     assert s.clickhouse_url.startswith("chdb://")
     assert {p.base_url for p in s.providers} == {"sim"}
-    assert {p.dialect for p in s.providers} == {"openai_chat", "openai_responses", "anthropic_messages"}
+    assert {p.dialect for p in s.providers} == {"openai_chat", "openai_responses", "anthropic_messages", "gemini"}
     prices = sorted(m.price_out for m in s.models)
     assert len(prices) >= 3 and prices[0] < prices[-1], "the default must offer a choice of prices"
     assert s.frontier_default() == "claude-opus-sim"

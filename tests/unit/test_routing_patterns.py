@@ -207,7 +207,7 @@ def test_bandit_pattern_delegates_and_falls_back_below_sigma() -> None:
     context, arms = confident.calls[-1]
     assert context["client=claude_code"] == 1.0 and "bias" in context
     assert set(arms) == {"claude-opus-sim", "claude-sonnet-sim", "claude-haiku-sim", "gpt-frontier-sim", "gpt-mini-sim",
-                         "deepseek-sim"}
+                         "gemini-flash-sim", "deepseek-sim"}
 
     unsure = FakeBandit("deepseek-sim", 0.4, 0.6)
     safe = {"explore_below_sigma": 0.0}  # the product default; the embedded demo config explores
