@@ -1,6 +1,7 @@
 """Fuzz the gateway's HTTP layer in-process (httpx ASGITransport -> create_app -> real router -> the
-simulated provider on loopback): arbitrary bytes, arbitrary JSON and near-valid requests of every dialect,
-with odd headers. Whatever arrives, the gateway never answers 500 (nor raises out of the app).
+simulated provider on loopback): arbitrary bytes, arbitrary JSON, near-valid requests of every dialect,
+deep nesting and invalid UTF-8, with odd headers. Whatever arrives, the gateway never answers 500 (nor raises out of the app), and every
+refusal is JSON. ``test_fuzz_wire`` does the same on a real socket, below the ASGI layer.
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ def http_request(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
     path = draw(st.sampled_from([*POST_PATHS, "/v1/models", "/health", "/"]))
     if path not in POST_PATHS:
         return "GET", path, b"", {}
-    kind = draw(st.sampled_from(["near_valid", "near_valid", "near_valid", "json", "bytes", "truncated"]))
+    kind = draw(st.sampled_from(["near_valid", "near_valid", "near_valid", "json", "bytes", "truncated", "deep",
+                                 "invalid_utf8"]))
     if kind == "bytes":
         body = draw(st.binary(max_size=200))
+    elif kind == "deep":
+        depth = draw(st.sampled_from([129, 2_000, 30_000]))
+        body = b'{"model": "m-chat", "messages": ' + b"[" * depth + b"]" * depth + b"}"
     elif kind == "json":
         body = json.dumps(draw(json_values)).encode()
     else:
@@ -71,6 +76,9 @@ def http_request(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
         body = json.dumps(doc).encode()
         if kind == "truncated":
             body = body[: draw(st.integers(0, max(0, len(body) - 1)))]
+        elif kind == "invalid_utf8":
+            at = draw(st.integers(0, len(body)))
+            body = body[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])) + body[at:]
     headers: dict[str, str] = {}
     if draw(st.booleans()):
         headers["content-type"] = draw(st.sampled_from(["application/json", "text/plain", "", "application/json; charset=latin-1"]))
@@ -119,6 +127,9 @@ def test_fuzz_http_never_500(loop: asyncio.AbstractEventLoop, capsys: pytest.Cap
         statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
         assert resp.status_code != 500, (req, resp.text[:500])
         assert 100 <= resp.status_code < 600
+        if resp.status_code >= 400:  # every refusal in a dialect's JSON shape, never plain text
+            assert resp.headers.get("content-type", "").startswith("application/json"), (req, resp.text[:300])
+            assert "message" in resp.text, (req, resp.text[:300])
 
     try:
         run()
