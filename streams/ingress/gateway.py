@@ -106,11 +106,12 @@ class Gateway:
                          error_type=check.error_type if dialect == "anthropic_messages" else None)
         return True
 
-    async def refuse_model(self, key: str | None, model: str, dialect: str, send: Any) -> bool:
+    async def refuse_model(self, key: str | None, model: str, dialect: str, send: Any,
+                           requested: str | None = None) -> bool:
         """For count_tokens and route: answer 403 and say True when the caller's virtual key may not use
-        ``model`` (the one asked for, or the one the router picked)."""
+        ``model`` (the one asked for, or the one the router picked for ``requested``)."""
         check = self.reliability.authenticate(key)
-        denied = self.reliability.authorize_served(check.key, model) if check.ok else None
+        denied = self.reliability.authorize_served(check.key, model, requested) if check.ok else None
         if denied is None:
             return False
         await send_error(send, dialect, 403, denied.message, param=denied.param,

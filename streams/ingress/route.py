@@ -87,7 +87,7 @@ class RouteEndpoint:
         if decision is None:
             await send_error(send, dialect, 404, f"model '{req.model}' not found", param="model")
             return
-        if decision.model != req.model and await gw.refuse_model(key, decision.model, dialect, send):
+        if decision.model != req.model and await gw.refuse_model(key, decision.model, dialect, send, req.model):
             return
         out = dataclasses.asdict(decision)
         model = gw.models.get(decision.model)

@@ -33,6 +33,7 @@ KEYS = {
     "metrics": "wr-sec-metrics-0123456789abcdefghi",
     "revoked": "wr-sec-revoked-0123456789abcdefghi",
     "chat_only": "wr-sec-chatonly-0123456789abcdefgh",
+    "auto_only": "wr-sec-autoonly-0123456789abcdefgh",
 }
 
 
@@ -64,6 +65,8 @@ def security_settings(data_dir: str, **connections: Any) -> Settings:
             {"name": "metrics", "key_sha256": sha(KEYS["metrics"]), "scopes": ["metrics"]},
             {"name": "revoked", "key_sha256": sha(KEYS["revoked"]), "scopes": ["*"], "disabled": True},
             {"name": "chat-only", "key_sha256": sha(KEYS["chat_only"]), "models": ["m-chat"]},
+            # May ask for the auto name, but no model may serve it: whatever the router picks is refused.
+            {"name": "auto-only", "key_sha256": sha(KEYS["auto_only"]), "models": ["router/auto"]},
         ],
     })
 

@@ -266,6 +266,11 @@ def test_model_scope_holds_on_route_and_count_tokens(gw: Served, table: Table) -
     _check(table, "POST count_tokens m-anth, key for m-chat only", "403 anthropic", describe(r))
     r = httpx.post(gw.url + "/v1/route", json=_CHAT, headers=h, timeout=10)
     _check(table, "POST /v1/route m-chat, key for m-chat only", "200", str(r.status_code))
+    r = httpx.post(gw.url + "/v1/route", json={**_CHAT, "model": "router/auto"}, headers=bearer("auto_only"),
+                   timeout=10)
+    routed = "routed from 'router/auto'" in r.text
+    _check(table, "POST /v1/route router/auto, key for the auto name only", "403 naming the routed model",
+           f"{r.status_code} {'naming the routed model' if routed else r.text[:60]}")
     table.verify()
 
 
