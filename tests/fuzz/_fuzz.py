@@ -95,6 +95,24 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
             "tools": [{"name": "Read", "description": "d", "input_schema": _TOOL_SCHEMA}],
         },
     ],
+    # A Gemini body names no model: the gateway puts the URL's model (and streaming) in before parsing.
+    "gemini": [
+        {"model": "M", "contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        {
+            "model": "M", "stream": True, "systemInstruction": {"parts": [{"text": "be brief"}]},
+            "contents": [
+                {"role": "user", "parts": [{"text": "weather?"}, {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]},
+                {"role": "model", "parts": [{"text": "hmm", "thought": True},
+                                            {"functionCall": {"name": "w", "args": {"city": "x"}}, "thoughtSignature": "s"}]},
+                {"role": "user", "parts": [{"functionResponse": {"name": "w", "response": {"output": "sunny"}}}]},
+            ],
+            "tools": [{"functionDeclarations": [{"name": "w", "description": "d", "parametersJsonSchema": _TOOL_SCHEMA}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["w"]}},
+            "generationConfig": {"maxOutputTokens": 50, "temperature": 0.2, "topP": 1, "stopSequences": ["\n"],
+                                 "responseMimeType": "application/json", "responseSchema": {"type": "OBJECT"},
+                                 "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": True}},
+        },
+    ],
 }
 
 

@@ -32,6 +32,9 @@ POST_PATHS = {
     "/v1/messages": "anthropic_messages",
     "/v1/messages/count_tokens": "anthropic_messages",
     "/v1/route": "openai_chat",
+    "/v1beta/models/m-chat:generateContent": "gemini",
+    "/v1beta/models/router/auto:streamGenerateContent?alt=sse": "gemini",
+    "/v1beta/models/m-chat:countTokens": "gemini",
 }
 
 
@@ -59,7 +62,7 @@ header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max
 
 @st.composite
 def http_request(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
-    path = draw(st.sampled_from([*POST_PATHS, "/v1/models", "/health", "/"]))
+    path = draw(st.sampled_from([*POST_PATHS, "/v1/models", "/v1beta/models", "/health", "/"]))
     if path not in POST_PATHS:
         return "GET", path, b"", {}
     kind = draw(st.sampled_from(["near_valid", "near_valid", "near_valid", "json", "bytes", "truncated", "deep",

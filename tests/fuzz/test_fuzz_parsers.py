@@ -1,4 +1,4 @@
-"""Fuzz the three ingress parsers: whatever JSON a client sends, ``parse_request`` either returns a
+"""Fuzz the four ingress parsers: whatever JSON a client sends, ``parse_request`` either returns a
 canonical request or raises ``TranslationError`` with a 4xx status, nothing else.
 
     FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/fuzz -p no:cacheprovider -q
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from streams.translation.canonical import TranslationError
 from tests.fuzz._fuzz import DERANDOMIZE, EXAMPLES, SEEDS, arbitrary_request, near_valid, sweep
 
-DIALECTS = ("openai_chat", "openai_responses", "anthropic_messages")
+DIALECTS = ("openai_chat", "openai_responses", "anthropic_messages", "gemini")
 
 
 def _parse(dialect: str) -> Any:

@@ -126,8 +126,9 @@ def _parse_content(req: CanonicalRequest, content: dict[str, Any], turn: int, id
         elif "functionResponse" in p:
             fn = _object(p["functionResponse"], f"{pw}.functionResponse")
             string_field(fn.get("name"), f"{pw}.functionResponse.name")
-            media = [media_part(x.get("inlineData"), f"{pw}.functionResponse.parts", by_uri=False)
-                     for x in fn.get("parts") or [] if isinstance(x, dict) and "inlineData" in x]  # fmt: skip
+            extra_parts = _list(fn.get("parts") or [], f"{pw}.functionResponse.parts")
+            media = [media_part(x["inlineData"], f"{pw}.functionResponse.parts", by_uri=False)
+                     for x in extra_parts if isinstance(x, dict) and "inlineData" in x]  # fmt: skip
             results.append(tool_result(fn, ids.result(fn, turn, j), media))
         elif "text" in p:
             text = string_field(p["text"], f"{pw}.text")
@@ -155,7 +156,8 @@ def _parse_tools(req: CanonicalRequest, body: dict[str, Any]) -> None:
     if tools is not None:
         for i, t in enumerate(_list(tools, "tools")):
             tool = _object(t, f"tools[{i}]")
-            for j, d in enumerate(tool.get("functionDeclarations") or []):
+            decls = _list(tool.get("functionDeclarations") or [], f"tools[{i}].functionDeclarations")
+            for j, d in enumerate(decls):
                 dw = f"tools[{i}].functionDeclarations[{j}]"
                 decl = _object(d, dw)
                 # JSON Schema spells types in lower case; Gemini takes (and gemini-cli sends) "OBJECT" too.
