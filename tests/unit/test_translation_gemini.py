@@ -198,6 +198,8 @@ def test_thinking_and_structured_output_across_dialects() -> None:
         ({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}, "contents[0].role"),
         ({"contents": [{"role": "user"}]}, "contents[0].parts"),
         ({"contents": [{"parts": [{"functionCall": {"args": {}}}]}]}, "contents[0].parts[0].functionCall.name"),
+        ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"candidateCount": 2}},
+         "generationConfig.candidateCount"),
     ],
 )
 def test_bad_requests_are_400s_naming_the_field(body: dict[str, Any], param: str) -> None:

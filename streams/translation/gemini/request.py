@@ -189,6 +189,10 @@ def _parse_generation(req: CanonicalRequest, config: Any) -> None:
     if config is None:
         return
     gc = _object(config, "generationConfig")
+    candidates = int_field(gc.get("candidateCount"), "generationConfig.candidateCount")
+    # One answer per request is what is routed, relayed and traced: refuse more rather than drop them.
+    expect(candidates is None or candidates == 1, "generationConfig.candidateCount must be 1 through this router",
+           "generationConfig.candidateCount")  # fmt: skip
     req.max_tokens = int_field(gc.get("maxOutputTokens"), "generationConfig.maxOutputTokens")
     req.temperature = number_field(gc.get("temperature"), "generationConfig.temperature")
     req.top_p = number_field(gc.get("topP"), "generationConfig.topP")
