@@ -132,3 +132,55 @@ def test_key_by_header_or_query_parameter(keyed: Stack) -> None:
     assert google_error(httpx.get(keyed.url + "/v1beta/models"), 401)
     assert httpx.get(keyed.url + f"/v1beta/models?key={KEY}").status_code == 200
     assert google_error(httpx.post(keyed.url + "/v1beta/models/m-gem:countTokens", json=ASK), 401)
+
+
+@pytest.mark.parametrize(
+    ("model", "fault"),
+    # Relayed bytes are checked event by event; a translating parser skips a line it cannot read.
+    [("m-gem", "disconnect:2"), ("m-gem", "malformed:2"), ("m-chat", "disconnect:2"), ("m-anth", "disconnect:2"),
+     ("m-resp", "disconnect:2")],
+)
+def test_a_stream_broken_upstream_ends_in_a_google_error_event(stack: Stack, model: str, fault: str) -> None:
+    """Relayed (m-gem) or translated, a provider stream that breaks ends with Google's error object,
+    after the chunks that arrived whole; never a silent end gemini-cli would take for an answer."""
+    resp = httpx.post(stack.url + f"/v1beta/models/{model}:streamGenerateContent?alt=sse", json=ASK, timeout=30,
+                      headers={"x-sim-fault": fault})  # fmt: skip
+    assert resp.status_code == 200
+    chunks = [json.loads(data) for _, data in sse_frames(resp.content)]
+    assert chunks and "error" in chunks[-1], chunks
+    assert chunks[-1]["error"]["code"] == 502 and chunks[-1]["error"]["status"] == "UNAVAILABLE"
+    assert all("candidates" in c and "finishReason" not in c["candidates"][0] for c in chunks[:-1])
+
+
+@pytest.mark.parametrize("fault", ["429:1", "503"])
+def test_a_gemini_providers_error_reaches_other_clients_in_their_shape(stack: Stack, fault: str) -> None:
+    status = int(fault.split(":")[0])
+    chat = httpx.post(stack.url + "/v1/chat/completions", timeout=30, headers={"x-sim-fault": fault},
+                      json={"model": "m-gem", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert chat.status_code == status and stack.last().dialect == "gemini"
+    assert chat.json()["error"]["message"] and chat.json()["error"]["type"]
+    anthropic = httpx.post(stack.url + "/v1/messages", timeout=30, headers={"x-sim-fault": fault},
+                           json={"model": "m-gem", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert anthropic.status_code == status and anthropic.json()["type"] == "error"
+    if status == 429:
+        assert chat.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"input": "hi"}),
+        ("/v1/messages", {"max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}),
+    ],
+    ids=["openai_chat", "openai_responses", "anthropic_messages"],
+)
+def test_a_gemini_stream_cut_short_is_an_error_event_for_other_clients(
+    stack: Stack, path: str, body: dict[str, Any]
+) -> None:
+    resp = httpx.post(stack.url + path, json={**body, "model": "m-gem", "stream": True}, timeout=30,
+                      headers={"x-sim-fault": "disconnect:2"})  # fmt: skip
+    assert resp.status_code == 200 and stack.last().dialect == "gemini"
+    event, data = sse_frames(resp.content)[-1]
+    last = json.loads(data)
+    assert "error" in last or event in ("error", "response.failed"), (event, last)
