@@ -211,22 +211,24 @@ def _format_error(err: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or a ``ConfigError`` naming ``what`` it is."""
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path}: top level must be a mapping")
+    return raw
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read the YAML config (``path``, else ``WEAVE_CONFIG``, else the built-in default) plus env overrides."""
     env = dict(os.environ) if env is None else env
     path = path or env.get("WEAVE_CONFIG")
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {p}: top level must be a mapping")
-    else:
-        raw = default_config()
+    raw = read_yaml_mapping(Path(path), "config file") if path else default_config()
     raw = _apply_env(raw, env)
     try:
         return Settings.model_validate(raw)

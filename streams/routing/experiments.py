@@ -23,9 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from streams.config import ConfigError, Settings
+from streams.config import ConfigError, Settings, read_yaml_mapping
 from streams.routing.client_detection import lower_case_headers
 from streams.routing.decision import PASSTHROUGH, Decision
 from streams.routing.extractor import FeatureExtractor
@@ -60,14 +58,7 @@ def _candidate_routing(base: RoutingSettings, spec: CandidateSettings | str | Pa
     raw["canary"], raw["shadow"] = {}, {}  # a candidate never runs experiments of its own
     if isinstance(spec, str | Path) or spec.config is not None:
         path = Path(spec if isinstance(spec, str | Path) else str(spec.config))
-        if not path.is_file():
-            raise ConfigError(f"candidate config not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"candidate config {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"candidate config {path}: top level must be a mapping")
+        loaded = read_yaml_mapping(path, "candidate config")
         # A full weave-router.yaml (only its routing section counts: models and providers are the
         # ones this service serves) or a bare routing section.
         section = loaded.get("routing", loaded)
