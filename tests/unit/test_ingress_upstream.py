@@ -26,6 +26,14 @@ def test_urls_and_sim_resolution() -> None:
     )
     with pytest.raises(RuntimeError, match="simulator URL"):
         resolve_base_url("sim", None)
+    # Gemini names the model (escaped) and streaming in the path; the simulator serves it under /v1beta.
+    google = resolve_base_url("https://generativelanguage.googleapis.com/v1beta", None, "gemini")
+    assert endpoint_url(google, "gemini", "gemini-2.5-pro") == (
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent"
+    )
+    assert endpoint_url(resolve_base_url("sim", "http://127.0.0.1:5000", "gemini"), "gemini", "a/b", stream=True) == (
+        "http://127.0.0.1:5000/v1beta/models/a%2Fb:streamGenerateContent?alt=sse"
+    )
 
 
 def test_auth_headers_per_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,6 +42,8 @@ def test_auth_headers_per_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
     assert h["authorization"] == "Bearer secret-1" and h["x-org"] == "o1" and "x-api-key" not in h
     h = auth_headers(prov("a", "anthropic_messages", api_key_env="UP_KEY"))
     assert h["x-api-key"] == "secret-1" and h["anthropic-version"] and "authorization" not in h
+    h = auth_headers(prov("g", "gemini", api_key_env="UP_KEY"))
+    assert h["x-goog-api-key"] == "secret-1" and "authorization" not in h and "x-api-key" not in h
     # No key configured: nothing sent (a real provider will answer 401 itself).
     assert "authorization" not in auth_headers(prov("n"))
 
