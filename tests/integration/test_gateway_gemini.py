@@ -184,3 +184,14 @@ def test_a_gemini_stream_cut_short_is_an_error_event_for_other_clients(
     event, data = sse_frames(resp.content)[-1]
     last = json.loads(data)
     assert "error" in last or event in ("error", "response.failed"), (event, last)
+
+
+@pytest.mark.parametrize("model", ["m-gem", "m-chat"])
+def test_streamed_usage_reaches_the_trace(stack: Stack, model: str) -> None:
+    """Relayed (read off the bytes) or translated, the trace counts what the last chunk says."""
+    resp = httpx.post(stack.url + f"/v1beta/models/{model}:streamGenerateContent?alt=sse", json=ASK, timeout=30)
+    usage = json.loads(sse_frames(resp.content)[-1][1])["usageMetadata"]
+    trace = trace_for(stack, resp.headers["x-request-id"])
+    assert trace["input_tokens"] == usage["promptTokenCount"] > 0
+    assert trace["output_tokens"] == usage["candidatesTokenCount"] + usage.get("thoughtsTokenCount", 0) > 0
+    assert trace["stream"] is True and trace["cost_usd"] > 0
