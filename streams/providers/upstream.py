@@ -46,8 +46,9 @@ def resolve_base_url(base_url: str, sim_url: str | None, dialect: Dialect | str 
 
 def request_path(dialect: Dialect | str, upstream_model: str, *, stream: bool) -> str:
     """The generation endpoint's path under a provider's base URL."""
-    if dialect == "gemini":
-        return (GEMINI_STREAM_PATH if stream else GEMINI_PATH).format(model=quote(upstream_model, safe=""))
+    if dialect == "gemini":  # Google's resource name "models/x" is accepted for the model too
+        model = quote(upstream_model.removeprefix("models/"), safe="")
+        return (GEMINI_STREAM_PATH if stream else GEMINI_PATH).format(model=model)
     return PATHS[dialect]
 
 

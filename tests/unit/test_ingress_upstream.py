@@ -28,7 +28,7 @@ def test_urls_and_sim_resolution() -> None:
         resolve_base_url("sim", None)
     # Gemini names the model (escaped) and streaming in the path; the simulator serves it under /v1beta.
     google = resolve_base_url("https://generativelanguage.googleapis.com/v1beta", None, "gemini")
-    assert endpoint_url(google, "gemini", "gemini-2.5-pro") == (
+    assert endpoint_url(google, "gemini", "gemini-2.5-pro") == endpoint_url(google, "gemini", "models/gemini-2.5-pro") == (
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent"
     )
     assert endpoint_url(resolve_base_url("sim", "http://127.0.0.1:5000", "gemini"), "gemini", "a/b", stream=True) == (
