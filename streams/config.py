@@ -118,7 +118,9 @@ class ClickHouseSettings(BaseModel):
     url: str | None = Field(None, description="http(s)://… for a server, chdb:///dir for the embedded engine")
     database: str = "weave"
     batch_size: int = Field(5000, gt=0)
-    flush_interval_s: float = Field(0.5, gt=0)
+    # An insert costs ~18 ms of CPU whatever its size (chDB, measured: 250 rows 86 µs/row, 4,000 rows
+    # 13 µs/row), so the sink waits up to 2 s for company; analytics see rows that much later.
+    flush_interval_s: float = Field(2.0, gt=0)
 
 
 class SimSettings(BaseModel):
