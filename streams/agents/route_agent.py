@@ -31,7 +31,7 @@ from streams.agents.publisher import Outputs, Publisher
 from streams.agents.records import decision_event, new_id, now_ms
 from streams.agents.topics import Topics
 from streams.config import Settings
-from streams.ingress.admission import admit
+from streams.ingress.admission import admit, parse_request
 from streams.ingress.auth import accept_any
 from streams.ingress.core import ServingCore
 from streams.ingress.dialects import serving_cores
@@ -84,7 +84,7 @@ class RouteHandler:
         ex.session_id = session_id
         # The broker is a RouteRequest's trust boundary: no caller's key, attributed as an anonymous one.
         ex.identity = self.gateway.identify(None, ex.headers, None) or accept_any(None, ex.headers)
-        refusal = self._admit(core, ex, req, execute)
+        refusal = await self._admit(core, ex, req, execute)
         if ex.decision is not None:
             out.add(self.topics.decisions, session_id, "Decision",
                     decision_event(ex.decision, **core.decision_context(ex)))
@@ -112,7 +112,7 @@ class RouteHandler:
         return out
 
     @staticmethod
-    def _admit(core: ServingCore, ex: Exchange, req: dict[str, Any], execute: bool) -> Refusal | None:
+    async def _admit(core: ServingCore, ex: Exchange, req: dict[str, Any], execute: bool) -> Refusal | None:
         try:
             body = json.loads(req["body"])
         except ValueError as exc:
@@ -127,7 +127,7 @@ class RouteHandler:
             body["stream"] = False  # a RouteResponse carries the whole answer
             raw = b""
         ex.raw = raw or json.dumps(body).encode()
-        return admit(core, ex, body, session_id=ex.session_id or None)
+        return await parse_request(core, ex, body) or admit(core, ex, session_id=ex.session_id or None)
 
     @staticmethod
     def _response(ex: Exchange, body: bytes, trace: Trace) -> dict[str, Any]:

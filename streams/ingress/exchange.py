@@ -20,7 +20,7 @@ import msgspec
 from streams.config import ModelSettings, ProviderSettings
 from streams.events.ids import new_id
 from streams.ingress.auth import ClientIdentity
-from streams.ingress.errors import parse_upstream_error
+from streams.ingress.errors import parse_upstream_error, upstream_auth_failure
 from streams.ingress.http import RawHeaders
 from streams.providers.client import UpstreamError, UpstreamResponse
 from streams.providers.failover import Attempt, PrimedResponse, send_with_failover
@@ -195,6 +195,9 @@ async def upstream_refusal(core: ServingCore, ex: Exchange, resp: Answer) -> Ref
     # A provider may quote the key it was sent ("Incorrect API key provided: sk-…"): never pass it on.
     message = core.gw.reliability.redactor.redact(message)
     extra = ex.router_headers()
+    auth = upstream_auth_failure(ex.provider.name if ex.provider else "upstream", resp.status)
+    if auth is not None:  # the router's key for that provider, not the caller's
+        return ex.fail(Refusal(auth.status, auth.message, headers=extra))
     retry_after = resp.headers.get("retry-after")
     if retry_after:
         extra.append((b"retry-after", retry_after.encode("latin-1")))

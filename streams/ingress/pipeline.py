@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from time import perf_counter
 
-from streams.ingress.admission import acquire_slot, admit
+from streams.ingress.admission import acquire_slot, admit, parse_request
 from streams.ingress.core import ServingCore
 from streams.ingress.errors import decode_json_object, read_request_body, send_error
 from streams.ingress.exchange import Exchange, Refusal, read_whole
@@ -58,7 +58,9 @@ class DialectIngress:
         ex = core.exchange(t0, headers, raw)
         ex.identity = identity
         send = self._record_before_end(ex, send)
-        refusal = admit(core, ex, body, vkey=check.key, key=key)
+        refusal = await parse_request(core, ex, body)
+        if refusal is None:
+            refusal = admit(core, ex, vkey=check.key, key=key)
         if refusal is None:
             refusal = await acquire_slot(core, ex)
         if refusal is not None:

@@ -23,6 +23,7 @@ from streams.ingress.app import create_app
 from streams.ingress.gateway import Gateway
 from streams.providers.client import UpstreamClient
 from streams.providers.sim.config import SimConfig
+from streams.providers.sim.faults import FaultSpec
 from streams.providers.sim.server import running_sim
 from streams.routing.router import Router
 
@@ -54,6 +55,8 @@ def security_settings(data_dir: str, **connections: Any) -> Settings:
              "context_window": 100_000},
             {"name": "m-anth", "provider": "p-anth", "price_in": 5.0, "price_out": 25.0, "tier": "frontier",
              "context_window": 200_000},
+            # The provider refuses the router's own key for this one (a sim fault answers 401).
+            {"name": "m-badkey", "provider": "p-chat", "price_in": 1.0, "price_out": 1.0},
         ],
         "routing": {"auto_models": ["router/auto"], "default_model": "m-anth"},
         "reliability": {"keys": {"require_key": True, "reload_interval_s": 0},
@@ -89,7 +92,9 @@ def serving(settings: Settings, clickhouse: Any) -> Iterator[Served]:
     async def main() -> None:
         stop.append(asyncio.Event())
         try:
-            async with running_sim(SimConfig(ttft_ms=0.0, tokens_per_s=0.0, reply_tokens=8)) as sim_url:
+            sim = SimConfig(ttft_ms=0.0, tokens_per_s=0.0, reply_tokens=8,
+                            faults=[FaultSpec("error", status=401, model="m-badkey")])
+            async with running_sim(sim) as sim_url:
                 gateway = Gateway(settings, Router(settings), UpstreamClient(sim_url))
                 learned: list[dict[str, Any]] = []
 

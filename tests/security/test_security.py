@@ -274,6 +274,32 @@ def test_model_scope_holds_on_route_and_count_tokens(gw: Served, table: Table) -
     table.verify()
 
 
+def test_model_endpoints_check_the_model_served_and_the_request(gw: Served, table: Table) -> None:
+    """The serving core's admission: the key's scope on the model the router picked, the dialect's shared
+    request checks, and a provider refusing the router's own key reported as the provider's fault."""
+    auto = {**_ANTH, "model": "router/auto"}
+    r = httpx.post(gw.url + "/v1/messages", json=auto, headers=bearer("auto_only"), timeout=10)
+    routed = "routed from 'router/auto'" in r.text
+    _check(table, "POST /v1/messages router/auto, key for the auto name only", "403 anthropic naming the routed model",
+           f"{describe(r)}{' naming the routed model' if routed else ''}")
+    h = bearer("models")
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("/v1/messages", "empty messages", {**_ANTH, "messages": []}, "400 anthropic"),
+        ("/v1/messages", "max_tokens -1", {**_ANTH, "max_tokens": -1}, "400 anthropic"),
+        ("/v1/chat/completions", "max_tokens above the model's window", {**_CHAT, "max_tokens": 100_001}, "400 openai"),
+        ("/v1/chat/completions", "100k-character model", {**_CHAT, "model": "m" * 100_000}, "400 openai"),
+        ("/v1/responses", "empty input list", {**_RESP, "input": []}, "400 openai"),
+    ]
+    for path, name, body, expected in cases:
+        r = httpx.post(gw.url + path, content=json.dumps(body).encode(), headers=h, timeout=10)
+        _check(table, f"POST {path}: {name}", expected, describe(r))
+    r = httpx.post(gw.url + "/v1/chat/completions", json={**_CHAT, "model": "m-badkey"}, headers=h, timeout=10)
+    named = "p-chat" in r.text and "router's" in r.text
+    _check(table, "upstream answers 401 to the router's own key", "502 openai naming the provider",
+           f"{describe(r)}{' naming the provider' if named else ''}")
+    table.verify()
+
+
 # --- one error path -------------------------------------------------------------------------------
 
 
