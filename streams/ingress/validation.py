@@ -16,9 +16,10 @@ MAX_MODEL_NAME = 256
 # Far more than any agent's history (long Claude Code or Codex sessions carry a few thousand), few enough
 # that the routing decision, which reads the whole conversation on the event loop, stays in milliseconds.
 MAX_MESSAGES = 10_000
-_MESSAGES_PARAM = {"openai_chat": "messages", "openai_responses": "input", "anthropic_messages": "messages"}
+_MESSAGES_PARAM = {"openai_chat": "messages", "openai_responses": "input", "anthropic_messages": "messages",
+                   "gemini": "contents"}
 _MAX_TOKENS_PARAM = {"openai_chat": "max_tokens", "openai_responses": "max_output_tokens",
-                     "anthropic_messages": "max_tokens"}
+                     "anthropic_messages": "max_tokens", "gemini": "generationConfig.maxOutputTokens"}
 
 
 def token_limit(models: Mapping[str, ModelSettings], name: str) -> int | None:

@@ -113,6 +113,13 @@ def test_errors_are_in_googles_shape(stack: Stack, path: str, body: Any, status:
     google_error(resp, status)
 
 
+def test_checks_shared_by_every_dialect_name_gemini_fields(stack: Stack) -> None:
+    huge = {**ASK, "generationConfig": {"maxOutputTokens": 10**12}}
+    resp = httpx.post(stack.url + "/v1beta/models/m-gem:generateContent", json=huge, timeout=30)
+    err = google_error(resp, 400)
+    assert err["status"] == "INVALID_ARGUMENT" and err["message"].startswith("generationConfig.maxOutputTokens")
+
+
 def test_an_upstream_error_reaches_a_gemini_client_in_googles_shape(stack: Stack) -> None:
     resp = httpx.post(stack.url + "/v1beta/models/m-chat:generateContent", json=ASK, timeout=30,
                       headers={"x-sim-fault": "error:503"})  # fmt: skip
