@@ -25,13 +25,16 @@ def detect_client(h: Mapping[str, str], req: CanonicalRequest | None = None) -> 
         return "claude_code", _version_after(ua, "/")
     if ual.startswith("codex") or h.get("originator", "").startswith("codex") or "x-codex-window-id" in h:
         return "codex", _version_after(ua, "/")
+    if ual.startswith("geminicli"):  # "GeminiCLI-tui/0.61.0/gemini-2.5-pro (linux; x64; terminal)"
+        return "gemini_cli", _version_after(ua, "/").split("/", 1)[0]
     if "aider" in ual:
         return "aider", _version_after(ua, "/")
     if "cursor" in ual:
         return "cursor", _version_after(ua, "/")
     if req is not None and _looks_like_aider(req):
         return "aider", ""
-    if ual.startswith(("openai/", "anthropic/", "asyncopenai/", "asyncanthropic/")) or "x-stainless-lang" in h:
+    if (ual.startswith(("openai/", "anthropic/", "asyncopenai/", "asyncanthropic/")) or "x-stainless-lang" in h
+            or h.get("x-goog-api-client", "").startswith("google-genai-sdk")):
         return "sdk", _version_after(ua, "/")
     return "unknown", ""
 

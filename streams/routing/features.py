@@ -23,7 +23,7 @@ TASK_TYPES: tuple[str, ...] = (
     "background",
 )
 STAGES: tuple[str, ...] = ("start", "chat", "exploring", "editing", "testing", "failing_tests", "stuck")
-CLIENTS: tuple[str, ...] = ("claude_code", "codex", "aider", "cursor", "sdk", "unknown")
+CLIENTS: tuple[str, ...] = ("claude_code", "codex", "gemini_cli", "aider", "cursor", "sdk", "unknown")
 TIERS: tuple[str, ...] = ("frontier", "strong", "standard", "cheap")
 # Rank of each tier, cheapest first: how policies and the bandit's task prior compare tiers.
 TIER_RANK: dict[str, int] = {t: len(TIERS) - 1 - i for i, t in enumerate(TIERS)}

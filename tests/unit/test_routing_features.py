@@ -43,6 +43,13 @@ def test_client_detected_from_captured_headers(name: str, client: str) -> None:
     assert detect_client(lower_case_headers(captured(name)["headers"]))[0] == client
 
 
+def test_gemini_cli_and_the_genai_sdk_detected() -> None:
+    cli = {"user-agent": "GeminiCLI-tui/0.61.0/gemini-2.5-pro (linux; x64; terminal)",
+           "x-goog-api-client": "google-genai-sdk/1.30.0 gl-node/v20.20.2"}  # fmt: skip
+    assert detect_client(cli) == ("gemini_cli", "0.61.0")
+    assert detect_client({"user-agent": "node", "x-goog-api-client": "google-genai-sdk/1.30.0"})[0] == "sdk"
+
+
 def test_aider_detected_from_its_system_prompt_despite_sdk_user_agent() -> None:
     cap = captured("aider_chat_completions_stream.json")
     system = cap["body"]["messages"][0]["content"]
