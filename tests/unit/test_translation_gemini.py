@@ -270,6 +270,17 @@ def test_errors_in_googles_shape() -> None:
     assert events == [StreamError("busy", status=503)]
 
 
+def test_a_blocked_prompt_ends_the_stream_as_content_filter() -> None:
+    blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}}
+    events = gm.StreamParser().feed(None, json.dumps(blocked))
+    assert isinstance(events[-1], StreamEnd) and events[-1].stop_reason == "content_filter"
+    assert events[-1].usage.input_tokens == 7
+    assert gm.parse_response(blocked).stop_reason == "content_filter"
+    scanner = gm.usage_scanner()
+    scanner.feed(b"data: " + json.dumps(blocked).encode() + b"\n\n")
+    assert scanner.finished and scanner.usage.input_tokens == 7  # a relayed blocked prompt is a complete stream
+
+
 def test_stream_without_finish_reason_is_cut() -> None:
     parser = gm.StreamParser()
     assert parser.feed(None, json.dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": "He"}]}}]}))

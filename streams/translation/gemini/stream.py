@@ -76,6 +76,10 @@ class StreamParser:
         candidates = chunk.get("candidates")
         first = candidates[0] if isinstance(candidates, list) and candidates else None
         if not isinstance(first, dict):
+            feedback = chunk.get("promptFeedback")
+            if isinstance(feedback, dict) and feedback.get("blockReason"):  # the prompt itself was blocked
+                self._ended = True
+                out.append(StreamEnd(stop_reason="content_filter", usage=self._usage))
             return out
         content = first.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None

@@ -37,11 +37,16 @@ class _Candidate(msgspec.Struct):
     finishReason: str | None = None
 
 
+class _PromptFeedback(msgspec.Struct):
+    blockReason: str | None = None
+
+
 class _Chunk(msgspec.Struct):
     """A whole response or one stream chunk, decoded only as far as usage, the end and errors go."""
 
     usageMetadata: WireUsage | None = None
     candidates: list[_Candidate] | None = None
+    promptFeedback: _PromptFeedback | None = None
     error: WireStatus | None = None
 
 
@@ -90,8 +95,8 @@ def _read_event(data: bytes, scanner: UsageScanner) -> bool:
         scanner.finished = True
     if chunk.usageMetadata:
         scanner.usage = usage_of(chunk.usageMetadata)  # each chunk's counts are the running totals
-    if any(c.finishReason for c in chunk.candidates or ()):
-        scanner.finished = True  # Gemini streams have no end marker: the last chunk has a finishReason
+    if any(c.finishReason for c in chunk.candidates or ()) or (chunk.promptFeedback and chunk.promptFeedback.blockReason):
+        scanner.finished = True  # no end marker: the last chunk has a finishReason (or says the prompt was blocked)
     return False
 
 
