@@ -126,7 +126,9 @@ class SpillFile:
             self.reset()
             return
         tmp = self.pos_path.with_name(self.pos_path.name + ".tmp")
-        tmp.write_text(str(pos))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the service's files are its own
+        with os.fdopen(fd, "w") as f:
+            f.write(str(pos))
         os.replace(tmp, self.pos_path)
 
     def reset(self) -> None:

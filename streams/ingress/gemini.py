@@ -102,7 +102,7 @@ class GeminiModels:
             return
         headers = header_map(scope)
         if scope["method"] == "POST" and method == COUNT:
-            await self._count_tokens(scope, receive, send, headers)
+            await self._count_tokens(scope, receive, send, headers, model)
             return
         if await self._refuse_key(scope, headers, send):
             return
@@ -122,11 +122,18 @@ class GeminiModels:
         await send_error(send, DIALECT, check.status, check.message)
         return True
 
-    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
-        """An estimate, not the model's tokenizer (as ``/v1/messages/count_tokens``)."""
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
+                            model: str) -> None:
+        """An estimate, not the model's tokenizer (as ``/v1/messages/count_tokens``), for a model the
+        gateway knows and the caller's key may use."""
         gw = self.gw
         raw = await read_request_body(receive, send, headers, DIALECT, gw.max_body_bytes, gw.read_timeout_s)
         if raw is None or await self._refuse_key(scope, headers, send):
+            return
+        if not gw.knows_model(model):
+            await send_error(send, DIALECT, 404, f"models/{model} is not found for API version v1beta", param="model")
+            return
+        if await gw.refuse_model(gemini_key(scope, headers), model, DIALECT, send):
             return
         body = await decode_json_object(send, DIALECT, raw)
         if body is None:

@@ -95,6 +95,7 @@ def test_count_tokens(stack: Stack) -> None:
     wrapped = httpx.post(stack.url + "/v1beta/models/m-gem:countTokens", json={"generateContentRequest": ASK})
     assert wrapped.json()["totalTokens"] > 0
     google_error(httpx.post(stack.url + "/v1beta/models/m-gem:countTokens", json={}), 400)
+    google_error(httpx.post(stack.url + "/v1beta/models/no-such-model:countTokens", json=ASK), 404)
 
 
 @pytest.mark.parametrize(
