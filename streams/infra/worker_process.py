@@ -20,9 +20,11 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import hmac
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,6 +35,10 @@ from typing import Any
 log = logging.getLogger("weave.worker_process")
 
 READY = "WEAVE_WORKER_URL"
+# The worker's HTTP port is on loopback but any local process could reach it: it answers only requests
+# carrying this run's token (handed over in the environment), i.e. the gateway's own proxy.
+TOKEN_ENV = "WEAVE_WORKER_TOKEN"
+TOKEN_HEADER = "x-weave-worker-token"
 # CPU priority of the worker process relative to the gateway (nice increment): on a contended core the
 # gateway gets ~10x the share, and the agents and sink use whatever it leaves.
 NICE = 10
@@ -61,6 +67,7 @@ class WorkerProcess:
         self.sim_url = sim_url
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.token = secrets.token_urlsafe(32)
 
     async def start(self, timeout_s: float = 120.0) -> str:
         self.settings_path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +84,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
             # Own process group: a terminal's Ctrl-C reaches the parent only, which stops us in order.
-            process_group=0,
+            process_group=0, env={**os.environ, TOKEN_ENV: self.token},
         )
         self.url = await asyncio.wait_for(asyncio.to_thread(self._read_url), timeout_s)
         return self.url
@@ -165,7 +172,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
         app = create_health_app(health)
         app.router.routes.extend(analytics_routes(lambda: client, settings))
-        server = HttpServer(app, "127.0.0.1", 0)
+        server = HttpServer(TokenGuard(app, os.environ.get(TOKEN_ENV, "")), "127.0.0.1", 0)
         await server.start()
         print(f"{READY} {server.url}", flush=True)
         await stop.wait()
@@ -177,6 +184,26 @@ async def _serve(args: argparse.Namespace) -> None:
             await streams.stop()
         with contextlib.suppress(Exception):
             client.close()
+
+
+class TokenGuard:
+    """ASGI: only requests with the run's token reach ``app``; anything else gets a JSON 401."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or ()).get(TOKEN_HEADER.encode(), b"")
+            if not self.token or not hmac.compare_digest(given, self.token):
+                body = b'{"error":{"type":"authentication_error","message":"internal endpoint of weave-router"}}'
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,7 +235,8 @@ class AnalyticsProxy:
 
         self.worker = worker
         self.refresh_s = refresh_s
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0),
+                                        headers={TOKEN_HEADER: worker.token})
         self.components: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
