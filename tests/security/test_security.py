@@ -489,7 +489,9 @@ def test_one_big_request_does_not_stall_health(apart: str, table: Table, tmp_pat
     for what, body, expected in bodies:
         raw = json.dumps(body).encode()
         worst, status = _health_latency_during(apart, raw, tmp_path)
-        if worst >= 0.05:  # a shared CPU can delay one poll; a real stall repeats
+        for _ in range(3):  # a shared CPU (CI runs tests in parallel) can delay a poll; a real stall repeats
+            if worst < 0.05:
+                break
             again, status = _health_latency_during(apart, raw, tmp_path)
             worst = min(worst, again)
         _check(table, f"{len(raw) / 1e6:.1f} MB: {what}", f"{expected}, /health < 50 ms",
