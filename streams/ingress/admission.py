@@ -48,7 +48,6 @@ def admit(core: ServingCore, ex: Exchange, *, vkey: VirtualKey | None = None, ke
     own (a ``RouteRequest`` names it), else ``routing.sessions.session_identity`` of headers, body and key."""
     gw, dialect = core.gw, ex.dialect
     rel = gw.reliability
-    anthropic = dialect == "anthropic_messages"
     req = ex.req
     assert req is not None, "parse_request first"
     requested = ex.requested = req.model
@@ -56,7 +55,7 @@ def admit(core: ServingCore, ex: Exchange, *, vkey: VirtualKey | None = None, ke
         denied = rel.authorize_model(vkey, requested)
         if denied is not None:
             return ex.fail(Refusal(403, denied.message, param=denied.param,
-                                   error_type=denied.error_type if anthropic else None))
+                                   error_type=denied.error_type_for(dialect)))
     limits = rel.limits_for(vkey)
     if not limits.unlimited and ex.identity is not None:
         est_tokens = len(ex.raw) // BYTES_PER_TOKEN
@@ -73,7 +72,7 @@ def admit(core: ServingCore, ex: Exchange, *, vkey: VirtualKey | None = None, ke
     denied = rel.authorize_served(vkey, decision.model, requested)
     if denied is not None:
         return ex.fail(Refusal(403, denied.message, param=denied.param,
-                               error_type=denied.error_type if anthropic else None))
+                               error_type=denied.error_type_for(dialect)))
     if vkey is not None and vkey.models:
         decision.fallbacks = [m for m in decision.fallbacks if vkey.allows_model(m)]
     identity = ex.identity

@@ -103,7 +103,7 @@ class Gateway:
         if check.ok:
             return False
         await send_error(send, dialect, check.status, check.message, param=check.param,
-                         error_type=check.error_type if dialect == "anthropic_messages" else None)
+                         error_type=check.error_type_for(dialect))
         return True
 
     async def refuse_model(self, key: str | None, model: str, dialect: str, send: Any,
@@ -115,7 +115,7 @@ class Gateway:
         if denied is None:
             return False
         await send_error(send, dialect, 403, denied.message, param=denied.param,
-                         error_type=denied.error_type if dialect == "anthropic_messages" else None)
+                         error_type=denied.error_type_for(dialect))
         return True
 
     def knows_model(self, name: str) -> bool:

@@ -45,7 +45,7 @@ class DialectIngress:
         check = rel.authenticate(key, route=scope["path"])
         if not check.ok:
             await send_error(send, dialect, check.status, check.message, param=check.param,
-                             error_type=check.error_type if dialect == "anthropic_messages" else None)
+                             error_type=check.error_type_for(dialect))
             return
         identity = gw.identify(key, headers, check.key)
         if identity is None:
@@ -64,8 +64,7 @@ class DialectIngress:
         if refusal is None:
             refusal = await acquire_slot(core, ex)
         if refusal is not None:
-            await self._refuse(send, refusal)
-            self._record(ex)
+            await self._refuse(send, refusal)  # its last bytes record the trace (when there was a decision)
             return
         try:
             await self._serve(ex, receive, send)

@@ -72,7 +72,7 @@ def client_of(ex: Exchange) -> str:
 def build_trace(ex: Exchange, frontier: ModelSettings | None, latency_ms: float) -> Trace:
     d = ex.decision
     u = ex.usage or Usage()
-    spent, baseline = cost(ex, frontier) if d is not None else (0.0, 0.0)
+    spent, baseline = cost(ex, frontier)
     features = d.features if d is not None and d.features else {}
     task = features.get("task_type") or features.get("task") or ""
     return Trace(

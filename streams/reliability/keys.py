@@ -134,6 +134,11 @@ class KeyCheck:
     message: str = ""
     param: str | None = None
 
+    def error_type_for(self, dialect: str) -> str | None:
+        """The error type to name in the answer: Anthropic's shape carries one (``permission_error``…);
+        the OpenAI-style shapes derive theirs from the status."""
+        return self.error_type if dialect == "anthropic_messages" else None
+
 
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
