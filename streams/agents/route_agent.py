@@ -18,13 +18,13 @@ coroutine, tested without Kafka), which returns the events to publish:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import faust
+import msgspec
 
 from streams.agents.app import Event, Poison, WeaveAvroCodec
 from streams.agents.publisher import Outputs, Publisher
@@ -35,6 +35,7 @@ from streams.ingress.admission import admit, parse_request
 from streams.ingress.auth import accept_any
 from streams.ingress.core import ServingCore
 from streams.ingress.dialects import serving_cores
+from streams.ingress.errors import BadRequest, load_json_object
 from streams.ingress.exchange import Exchange, Refusal
 from streams.ingress.gateway import Gateway
 from streams.ingress.trace import Trace
@@ -88,45 +89,38 @@ class RouteHandler:
         if ex.decision is not None:
             out.add(self.topics.decisions, session_id, "Decision",
                     decision_event(ex.decision, **core.decision_context(ex)))
+        reply: bytes | None = None  # the RouteResponse's body (execute mode only)
         if refusal is not None:
-            trace = core.finish(ex)
-            assert trace is not None
-            out.add(self.topics.traces, session_id, "Trace", trace.to_event())
-            if execute:
-                out.add(reply_topic, session_id, "RouteResponse", self._response(ex, core.error_body(refusal), trace))
-            return out
-        if not execute:
-            ex.status = 200
-            trace = core.finish(ex)
-            assert trace is not None
-            out.add(self.topics.traces, session_id, "Trace", trace.to_event())
-            return out
-        if self.executes:
-            _, body = await core.serve_whole(ex)
+            reply = core.error_body(refusal) if execute else None
+        elif not execute:
+            ex.status = 200  # decided, nothing to call
+        elif self.executes:
+            _, reply = await core.serve_whole(ex)
         else:
-            body = core.error_body(ex.fail(Refusal(502, "no upstream client")))
+            reply = core.error_body(ex.fail(Refusal(502, "no upstream client")))
         trace = core.finish(ex)
-        assert trace is not None
-        out.add(reply_topic, session_id, "RouteResponse", self._response(ex, body, trace))
-        out.add(self.topics.traces, session_id, "Trace", trace.to_event())
+        assert trace is not None  # built once, here
+        traced = (self.topics.traces, "Trace", trace.to_event())
+        replies = [] if reply is None else [(reply_topic, "RouteResponse", self._response(ex, reply, trace))]
+        # A refused request's trace goes out before its reply, an answered one's after it.
+        for topic, name, value in ([traced, *replies] if refusal is not None else [*replies, traced]):
+            out.add(topic, session_id, name, value)
         return out
 
     @staticmethod
     async def _admit(core: ServingCore, ex: Exchange, req: dict[str, Any], execute: bool) -> Refusal | None:
-        try:
-            body = json.loads(req["body"])
-        except ValueError as exc:
-            return ex.fail(Refusal(400, f"invalid request body: {exc}", param="body"))
-        if not isinstance(body, dict):
-            return ex.fail(Refusal(400, "request body must be a JSON object", param="body"))
         raw = req["body"].encode()
+        try:  # the same depth, size and UTF-8 checks as an HTTP body
+            body = load_json_object(raw)
+        except BadRequest as exc:
+            return ex.fail(Refusal(exc.status, exc.message, param=exc.param or "body"))
         if not body.get("model"):
             body["model"] = AUTO_MODEL  # a RouteRequest may leave the choice to the router
             raw = b""
         if execute and body.get("stream"):
             body["stream"] = False  # a RouteResponse carries the whole answer
             raw = b""
-        ex.raw = raw or json.dumps(body).encode()
+        ex.raw = raw or msgspec.json.encode(body)
         return await parse_request(core, ex, body) or admit(core, ex, session_id=ex.session_id or None)
 
     @staticmethod

@@ -341,6 +341,14 @@ async def test_unparseable_body_answers_400_in_the_dialect() -> None:
     assert outputs.events[0][3]["status"] == 400
 
 
+async def test_a_body_too_deep_for_json_is_refused_like_over_http() -> None:
+    handler = RouteHandler(load_settings(env={}), FakeRouter(), None)
+    deep = "[" * 100_000 + "]" * 100_000
+    outputs = await handler.handle(route_request(deep, mode="execute"))
+    response = outputs.events[1][3]
+    assert response["status"] == 400 and "nested too deeply" in json.loads(response["body"])["error"]["message"]
+
+
 # --- policy merge --------------------------------------------------------------------------------------------
 
 
