@@ -163,7 +163,7 @@ async def call_upstream(core: ServingCore, ex: Exchange) -> Answer | Refusal:
         return result.response
     err = result.error
     if err is not None and err.kind == "circuit_open":
-        return ex.fail(_circuit_open(core, ex, cands))
+        return _circuit_open(core, ex, cands)  # notes the shorter reason on ex itself
     status = 504 if err is not None and err.kind.endswith("timeout") else 502
     message = err.message if err else "upstream failed"
     ex.status, ex.error = status, message
