@@ -133,6 +133,7 @@ def replay(
     through_kafka: Annotated[bool, typer.Option("--through-kafka", help="learn through the real topics and learner agent (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)")] = False,
     quality_target: Annotated[float | None, typer.Option("--quality-target", min=0.01, max=1.0, help="keep this share of the frontier default's success at the least cost (the curve sweeps the target)")] = None,
     label_noise: Annotated[float, typer.Option("--label-noise", min=0.0, max=0.5, help="share of observed outcomes flipped (noisy tests); scored on the truth")] = 0.0,
+    ceilings: Annotated[bool, typer.Option("--ceilings", help="also run the same learner with every model's outcome, and the best fixed order in hindsight: how far any router could get")] = False,
 ) -> None:
     """Replay the learned policy online over an outcome matrix, with bandit feedback only."""
     from streams.evaluation.report import DEFAULT_MAX_ATTEMPTS
@@ -143,7 +144,7 @@ def replay(
         raise typer.Exit(2)
     replay_main(dataset, config, seeds, max_attempts or DEFAULT_MAX_ATTEMPTS, report, plot,
                 console=Console(), through_kafka=through_kafka, quality_target=quality_target,
-                label_noise=label_noise)
+                label_noise=label_noise, ceilings=ceilings)
 
 
 @app.command()

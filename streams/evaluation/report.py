@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -50,6 +50,8 @@ def render_table(report: ReplayReport, console: Console | None = None) -> None:
         f"{report.oracle_cost_per_task:.4g}",
         "",
     )
+    for label, row in _ceiling_rows(report):
+        t.add_row(label, f"{row['success_rate']:.3f}", f"{row['cost_per_task']:.4g}", _vs_best(report, row))
     console.print(t)
     name = "quality target" if report.quality_target is not None else "beta"
     curve = Table(title=f"cost-quality curve (knob = {name})   AIQ {report.aiq:.3f}   APGR {report.apgr:.3f}")
@@ -68,6 +70,29 @@ def render_table(report: ReplayReport, console: Console | None = None) -> None:
         f"attempts per task {report.attempts_per_task:.2f}; "
         f"final regret {report.regret[-1]['regret'] if report.regret else 0:.2f}"
     )
+
+
+def _vs_best(report: ReplayReport, row: dict[str, Any]) -> str:
+    if not (report.best_success_rate and report.best_cost_per_task):
+        return ""
+    return (f"success x{row['success_rate'] / report.best_success_rate:.3f}, "
+            f"cost x{row['cost_per_task'] / report.best_cost_per_task:.3f}")
+
+
+def _ceiling_rows(report: ReplayReport) -> list[tuple[str, dict[str, Any]]]:
+    """Table rows of ``replay --ceilings`` (none without it)."""
+    c = report.ceilings
+    if not c:
+        return []
+    full = c["full_information"]
+    rows = [(f"ceiling: same learner, full information (APGR {full['apgr']:.3f})", full)]
+    for key, where in (("static_order_at_replay_cost", "at the learned cost"),
+                       ("static_order_at_best_cost", "at the best model's cost")):
+        o = c.get(key)
+        if o:
+            names = " > ".join(m if len(m) <= 24 else m[:23] + "…" for m in o["models"])
+            rows.append((f"ceiling: best fixed order in hindsight {where}: {names}", o))
+    return rows
 
 
 def render_comparison(cmp: KafkaComparison, console: Console | None = None) -> None:
@@ -154,6 +179,7 @@ def main(
     kafka_max_lag: int = DEFAULT_KAFKA_MAX_LAG,
     quality_target: float | None = None,
     label_noise: float = 0.0,
+    ceilings: bool = False,
 ) -> ReplayReport:
     """What ``weave-router replay`` runs: replay, print the table, write JSON and PNG if asked.
 
@@ -171,7 +197,7 @@ def main(
         result = comparison.kafka
     else:
         result = run_replay(dataset, seeds=seeds, max_attempts=max_attempts, config=config, knob_values=knobs,
-                            quality_target=quality_target, label_noise=label_noise)
+                            quality_target=quality_target, label_noise=label_noise, ceilings=ceilings)
     render_table(result, console)
     if comparison is not None:
         render_comparison(comparison, console)
@@ -193,12 +219,13 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--through-kafka", action="store_true", help="learn through the real topics and learner agent")
     ap.add_argument("--quality-target", type=float, default=None)
     ap.add_argument("--label-noise", type=float, default=0.0)
+    ap.add_argument("--ceilings", action="store_true", help="add the full-information and hindsight ceilings")
     ap.add_argument("--kafka-max-lag", type=int, default=DEFAULT_KAFKA_MAX_LAG,
                     help="outcomes the gateway's policy may be behind before a decision waits (0: strict)")
     a = ap.parse_args(argv)
     main(a.dataset, a.config, a.seeds, a.max_attempts, a.report, a.plot,
          through_kafka=a.through_kafka, kafka_max_lag=a.kafka_max_lag, quality_target=a.quality_target,
-         label_noise=a.label_noise)
+         label_noise=a.label_noise, ceilings=a.ceilings)
     return 0
 
 

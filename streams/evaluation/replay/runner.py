@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from streams.config import Settings, load_settings
 from streams.evaluation.datasets import OutcomeMatrix, load_dataset, task_context
 from streams.evaluation.replay.baselines import best_single_model
 from streams.evaluation.replay.catalogue import make_bandit
+from streams.evaluation.replay.ceilings import best_within, static_orders
 from streams.evaluation.replay.scoring import ReplayReport, SeedRun, build_report, score_run
 from streams.evaluation.replay.simulation import PaidOutcomes, ReplayPolicy, simulate
 from streams.routing.settings import BanditSettings
@@ -44,6 +46,7 @@ def _run_once(
     contexts: list[dict[str, float]],
     policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None,
     label_noise: float = 0.0,
+    full_information: bool = False,
 ) -> SeedRun:
     order = task_order(matrix, seed)
     if policy_factory is not None:
@@ -51,7 +54,8 @@ def _run_once(
     else:
         policy = make_bandit(matrix, settings, beta=beta, seed=seed)
     sessions = simulate(matrix, policy, PaidOutcomes(matrix), order=order, max_attempts=max_attempts,
-                        contexts=contexts, label_noise=label_noise, noise_seed=seed)
+                        contexts=contexts, label_noise=label_noise, noise_seed=seed,
+                        full_information=full_information)
     return score_run(matrix, settings, beta=beta, order=order, sessions=sessions)
 
 
@@ -86,11 +90,15 @@ def run_replay(
     policy_factory: Callable[[OutcomeMatrix, BanditSettings, float, int], ReplayPolicy] | None = None,
     quality_target: float | None = None,
     label_noise: float = 0.0,
+    full_information: bool = False,
+    ceilings: bool = False,
 ) -> ReplayReport:
     """Replay the learned policy over ``seeds`` task orders.
 
     The knob of the curve is the quality target when one is set (here or in the settings), else
     beta, the cost weight. ``label_noise`` flips that share of the outcomes the router is told.
+    ``full_information``: the learner sees every model's outcome (a ceiling, not a router);
+    ``ceilings``: add both ceilings of ``streams.evaluation.replay.ceilings`` to the report.
     """
     matrix = dataset_dir if isinstance(dataset_dir, OutcomeMatrix) else load_dataset(dataset_dir)
     settings = bandit_settings(config)
@@ -102,7 +110,8 @@ def run_replay(
     def runs(own: BanditSettings) -> list[SeedRun]:
         return [
             _run_once(matrix, own, beta=own.beta, seed=base_seed + i, max_attempts=max_attempts,
-                      contexts=contexts, policy_factory=policy_factory, label_noise=label_noise)
+                      contexts=contexts, policy_factory=policy_factory, label_noise=label_noise,
+                      full_information=full_information)
             for i in range(seeds)
         ]
 
@@ -130,4 +139,26 @@ def run_replay(
             )
     report = build_report(matrix, settings, main, seeds=seeds, max_attempts=max_attempts, points=points)
     report.label_noise = label_noise
+    if ceilings:
+        full = run_replay(matrix, seeds=seeds, max_attempts=max_attempts, config=settings, knob_values=knob_values,
+                          curve=curve, policy_factory=policy_factory, label_noise=label_noise, full_information=True)
+        report.ceilings = ceiling_summary(matrix, report, full, max_attempts)
     return report
+
+
+def ceiling_summary(matrix: OutcomeMatrix, report: ReplayReport, full: ReplayReport, max_attempts: int) -> dict[str, Any]:
+    """The report's ``ceilings``: the full-information run, and the best static orders in hindsight
+    at the replay's own cost and at the best single model's."""
+    frontier = static_orders(matrix, max_attempts)
+
+    def order(budget: float) -> dict[str, Any] | None:
+        o = best_within(frontier, budget)
+        return None if o is None else {"models": list(o.models), "success_rate": o.success_rate,
+                                       "cost_per_task": o.cost_per_task}
+
+    return {
+        "full_information": {"success_rate": full.success_rate, "cost_per_task": full.cost_per_task,
+                             "apgr": full.apgr, "curve": full.curve},
+        "static_order_at_replay_cost": order(report.cost_per_task),
+        "static_order_at_best_cost": order(report.best_cost_per_task),
+    }

@@ -50,6 +50,9 @@ class ReplayReport:
     meets_target: bool = False
     quality_target: float | None = None  # the curve's knob is the target when set, else beta
     label_noise: float = 0.0
+    # With ``replay --ceilings``: what a learner with full information, and the best fixed order of
+    # models in hindsight, reach on the same matrix (``streams.evaluation.replay.ceilings``).
+    ceilings: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

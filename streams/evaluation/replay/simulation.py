@@ -41,9 +41,15 @@ class PaidOutcomes:
         self._success = matrix.success
         self._cost = matrix.cost
         self.reads: list[tuple[int, int]] = []
+        self.peeks = 0
 
     def pay(self, task: int, model: int) -> tuple[float, float]:
         self.reads.append((task, model))
+        return float(self._success[task, model]), float(self._cost[task, model])
+
+    def peek(self, task: int, model: int) -> tuple[float, float]:
+        """A cell read without paying for it: only the full-information ceiling does this."""
+        self.peeks += 1
         return float(self._success[task, model]), float(self._cost[task, model])
 
 
@@ -90,12 +96,16 @@ def simulate(
     contexts: Sequence[dict[str, float]] | None = None,
     label_noise: float = 0.0,
     noise_seed: int = 0,
+    full_information: bool = False,
 ) -> list[Session]:
     """Run one pass over the tasks in ``order``; the policy learns only from cells it paid for.
 
     ``label_noise``: the share of attempts whose outcome the router is told wrong (a flaky test
     suite, an agent's own tests that miss the bug). The router learns and stops its cascade on
     what it is told; the session is scored on the truth.
+
+    ``full_information``: the policy also learns every other model's outcome at each attempt,
+    without paying for it (``streams.evaluation.replay.ceilings``: not a router, a ceiling).
     """
     contexts = contexts if contexts is not None else [task_context(t) for t in matrix.tasks]
     model_index = {m: j for j, m in enumerate(matrix.models)}
@@ -118,10 +128,19 @@ def simulate(
             told = success
             if flips is not None and flips.random() < label_noise:
                 told = 1.0 - success
-            if timed:
-                learn_outcome(ctx, arm, told, cost, ts=float(step))  # the task's position is the clock
-            else:
-                learn_outcome(ctx, arm, told, cost)
+            seen = [(arm, told, cost)]
+            if full_information:
+                for other in arms:
+                    if other != arm:
+                        s_other, c_other = outcomes.peek(t, model_index[other])
+                        if flips is not None and flips.random() < label_noise:
+                            s_other = 1.0 - s_other
+                        seen.append((other, s_other, c_other))
+            for m, s_seen, c_seen in seen:
+                if timed:
+                    learn_outcome(ctx, m, s_seen, c_seen, ts=float(step))  # the task's position is the clock
+                else:
+                    learn_outcome(ctx, m, s_seen, c_seen)
             attempts.append(Attempt(arm, success, cost, propensity, confidence))
             tried.append(arm)
             if told >= PASS_THRESHOLD:
