@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,6 @@ from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
 from streams.infra.worker_process import AnalyticsProxy, WorkerProcess
 from streams.reliability.limits import keep_spend
-from streams.reliability.redact import install
 
 
 def make_router(settings: Settings) -> Any:
@@ -195,12 +193,6 @@ async def run_service(
         else:
             app = create_health_app(health)
         server = HttpServer(app, settings.server.host, settings.server.port)
-        if gateway:
-            # After uvicorn set up its loggers: every handler (root's and uvicorn's) redacts secrets,
-            # the upstream keys' values included.
-            redactor = app.state.gateway.reliability.redactor
-            install(redactor)
-            install(redactor, logging.getLogger("uvicorn"))
         if gateway:
             limits = app.state.gateway.reliability.limits
             limits.load(spend_path(settings))
