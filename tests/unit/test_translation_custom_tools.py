@@ -367,3 +367,12 @@ def _sdk_final(body: bytes) -> Any:
     )
     with client.responses.stream(model="m", input="x") as s:
         return s.get_final_response()
+
+
+def test_a_custom_tool_in_a_namespace_comes_back_custom_in_its_namespace() -> None:
+    ns = {"type": "namespace", "name": "edits", "tools": [APPLY_PATCH]}
+    tools = rs.client_tools(rs.parse_request(codex_body(tools=[EXEC, ns])))
+    out = rs.render_response(_answer(wrap_input(PATCH)), model="m", client_tools=tools)["output"]
+    custom = next(i for i in out if i.get("name") == "apply_patch")
+    assert (custom["type"], custom["namespace"], custom["input"]) == ("custom_tool_call", "edits", PATCH)
+    assert "namespace" not in next(i for i in out if i.get("name") == "exec_command")
