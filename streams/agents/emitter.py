@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,8 @@ class KafkaEventSink:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._released = asyncio.Event()  # cleared while ``held``
+        self._released.set()
         self._down = True  # until the first successful connect
         self.sent = 0
         self.idempotent = False  # what the broker granted at the last connect
@@ -275,8 +278,32 @@ class KafkaEventSink:
 
     _inflight = False
 
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """No producing inside the block (events queue in the buffer; the journal has them, so the
+        request path never waits); it starts once the produce in flight, if any, has finished."""
+        self._released.clear()
+        try:
+            while self._inflight:
+                await asyncio.sleep(0.005)
+            yield
+        finally:
+            self._released.set()
+            self._wake.set()
+
+    async def broker_replaced(self) -> None:
+        """Inside ``held``: the broker was started afresh after everything it acknowledged had been
+        read and stored, so nothing is re-sent; connect to the new one (and re-create the topics)."""
+        self._acks.take_lost()
+        if self.journal is not None:
+            self.journal.broker_replaced()
+        await self._connect()
+
     async def _run(self) -> None:
         while True:
+            if not self._released.is_set() and not self._stopping:
+                await self._released.wait()
+                continue
             if self._stopping and (self._down or (not self._buffer and not self.spill.pending)):
                 break
             if not self._buffer and not self.spill.pending and not self._down and not self._resend:
