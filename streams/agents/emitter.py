@@ -37,8 +37,8 @@ from streams.agents.acknowledged import AcknowledgedLog
 from streams.agents.dlq import DeadLetterFile, deliver
 from streams.agents.journal import Journal
 from streams.agents.journal_trim import CommittedOffsets, JournalTrimmer
-from streams.agents.record_batches import BATCH_BYTES, RecordBatchSender, refusals, settled, unconfirmed_from
-from streams.agents.records import bounded, conform, decision_event
+from streams.agents.record_batches import RecordBatchSender, refusals, settled, unconfirmed_from
+from streams.agents.records import conform, decision_event, encode_event
 from streams.agents.spill import Item, SpillFile
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
@@ -50,8 +50,6 @@ log = logging.getLogger("weave.emitter")
 
 _DECISION = 0
 _RECORD = 1
-# Events whose string fields are cut to ``records.FIELD_LIMIT`` (a policy snapshot must stay whole).
-_BOUNDED = frozenset({"Trace", "Decision", "Outcome"})
 # The sink's consumer group (streams.agents.sink.SINK_GROUP): its commits say what is in ClickHouse.
 STORED_BY_GROUP = "weave-sink"
 
@@ -382,10 +380,8 @@ class KafkaEventSink:
     def _encode(self, kind: int, topic: str, name: str, payload: Any, context: dict[str, Any]) -> Item | None:
         try:
             value = decision_event(payload, **context) if kind == _DECISION else conform(self.codec, name, payload)
-            if name in _BOUNDED:
-                value = bounded(value, keep=("features",))
-            key = value.get("policy") if name == "PolicySnapshot" else value.get("session_id")
-            return topic, str(key).encode() if key else None, self.codec.encode(name, value)
+            key, data = encode_event(self.codec, name, value)
+            return topic, key, data
         except Exception as exc:  # a malformed event must not fail the request that produced it
             self.encode_failures += 1
             self.last_error = f"cannot encode {name}: {type(exc).__name__}: {exc}"
@@ -445,15 +441,7 @@ class KafkaEventSink:
             async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
                 created = await ensure(self.bootstrap_servers, self.topics, self.partitions, self.replication)
                 producer, self.idempotent = await start_producer(
-                    lambda idempotent: AIOKafkaProducer(
-                        bootstrap_servers=self.bootstrap_servers,
-                        acks="all",
-                        linger_ms=5,
-                        enable_idempotence=idempotent,
-                        request_timeout_ms=int(self.send_timeout_s * 1000),
-                        retry_backoff_ms=100,
-                        max_batch_size=1 if self.single_record_batches else BATCH_BYTES,
-                    ),
+                    lambda idempotent: self._sender.producer(self.bootstrap_servers, self.send_timeout_s, idempotent),
                     self.bootstrap_servers, idempotent=not self.embedded)
         except Exception as exc:
             self.last_error = f"connect: {type(exc).__name__}: {exc}"

@@ -74,6 +74,14 @@ class RecordBatchSender:
         self.single_record_batches = single_record_batches
         self._partitions: dict[tuple[bytes, int], int] = {}  # (key, partition count) -> partition
 
+    def producer(self, bootstrap_servers: str, send_timeout_s: float, idempotent: bool) -> AIOKafkaProducer:
+        """A producer whose batches suit ``send`` (one record each when asked for single-record batches)."""
+        return AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, enable_idempotence=idempotent,
+            request_timeout_ms=int(send_timeout_s * 1000), retry_backoff_ms=100,
+            max_batch_size=1 if self.single_record_batches else BATCH_BYTES,
+        )
+
     async def send(self, producer: AIOKafkaProducer, items: list[Item], results: list[Any]) -> None:
         if self.single_record_batches:
             await self._send_each(producer, items, range(len(items)), results)
