@@ -1,18 +1,199 @@
-"""The OpenAI Responses dialect's serving core (Codex, OpenAI SDKs)."""
+"""The OpenAI Responses dialect's serving core (Codex, OpenAI SDKs), chained turns included.
+
+A response's conversation is kept (``response_store``) just before the reply's last bytes leave, so a
+client that chains at once finds it: the request's input items (earlier turns already in) and the
+response object, taken from the whole body or from a stream's ``response.completed`` event. A
+request with ``previous_response_id`` gets that conversation prepended to its input before parsing,
+whatever dialect the provider speaks; the provider never sees the id. Expanding rather than passing
+the id on to a same-dialect provider is deliberate: the router may serve each turn with another model
+or provider, and an id the gateway made for a translated turn means nothing to any provider. ``store:
+false`` keeps nothing. An unknown, expired or other key's id is a 400 (``invalid_request_error`` on
+``previous_response_id``), as OpenAI answers.
+
+``StoredResponses`` is ``GET`` / ``DELETE /v1/responses/{response_id}`` on the same store, a key
+seeing only its own responses.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from streams.ingress.core import ServingCore
-from streams.ingress.exchange import Exchange
+from streams.ingress.errors import send_error
+from streams.ingress.exchange import Exchange, Refusal
+from streams.ingress.gateway import Gateway
+from streams.ingress.http import JSON_HEADERS, Message, Receive, Scope, Send, header_map, send_bytes
+from streams.ingress.response_store import ResponseStore
+from streams.translation import sse
 from streams.translation.openai_responses import tool_namespaces
+
+DIALECT = "openai_responses"
+ANONYMOUS = "anonymous"  # the owner of responses made without any key
+_TERMINAL = ("response.completed", "response.incomplete")
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def owner_of(ex: Exchange) -> str:
+    return ex.identity.key_id if ex.identity is not None else ANONYMOUS
+
+
+def input_items(value: Any) -> list[dict[str, Any]] | None:
+    """A request's ``input`` as a list of items (a string is one user message); None when it is neither."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return value if isinstance(value, list) else None
+
+
+def replayable(output: Any) -> list[dict[str, Any]]:
+    """A response's output items as the next request's input items. Item ids and statuses go (a
+    provider that did not store them rejects ids it does not know); reasoning without its encrypted
+    content cannot be replayed anywhere and is dropped."""
+    out: list[dict[str, Any]] = []
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "reasoning":
+            if item.get("encrypted_content"):
+                out.append({k: item[k] for k in ("type", "id", "summary", "encrypted_content") if k in item})
+        elif kind in ("message", "function_call", "custom_tool_call"):
+            out.append({k: v for k, v in item.items() if k not in ("id", "status")})
+        else:
+            out.append(item)  # hosted tool calls: only a same-dialect provider reads them
+    return out
 
 
 class OpenAIResponsesCore(ServingCore):
-    dialect = "openai_responses"
+    dialect = DIALECT
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__(gateway)
+        self.store = ResponseStore(Path(gateway.settings.data_dir), gateway.settings.responses)
 
     def render_options(self, ex: Exchange) -> dict[str, Any]:
         # Codex groups tools in namespaces; calls of those (flattened upstream) must come back in them.
         namespaces = tool_namespaces(ex.req) if ex.req is not None else {}
         return {"tool_namespaces": namespaces} if namespaces else {}
+
+    async def with_history(self, ex: Exchange, body: dict[str, Any]) -> dict[str, Any] | Refusal:
+        prev = body.get("previous_response_id")
+        if prev is None:
+            return body
+        if not isinstance(prev, str) or not prev:
+            return Refusal(400, "previous_response_id must be a response id string", param="previous_response_id")
+        new = input_items(body.get("input"))
+        if new is None:
+            return Refusal(400, "input must be a string or a list", param="input")
+        stored = await self.store.get(prev, owner_of(ex))
+        if stored is None:
+            return Refusal(400, f"Previous response with id '{prev}' not found (it expired, was made with "
+                                "store: false or with another key, or never existed).",
+                           param="previous_response_id", error_type="invalid_request_error")
+        full = {k: v for k, v in body.items() if k != "previous_response_id"}
+        full["input"] = stored.input + replayable(stored.response.get("output")) + new
+        # The same-dialect relay and the admission's token estimate read the raw body: it is this one now.
+        ex.raw = _encode(full)
+        return full
+
+    def watch_reply(self, ex: Exchange, send: Send) -> Send:
+        if not self.store.enabled:
+            return send
+        return ReplyKeeper(self, ex, send)
+
+    async def keep(self, ex: Exchange, response: dict[str, Any]) -> None:
+        """Store the conversation of an answered exchange (not a failed one, not one with store: false)."""
+        rid = response.get("id")
+        items = input_items(ex.body.get("input"))
+        if not isinstance(rid, str) or items is None or response.get("status") not in ("completed", "incomplete"):
+            return
+        await self.store.put(rid, owner_of(ex), items, response)
+
+
+class ReplyKeeper:
+    """One reply on its way out: the response object it carries is kept before its last bytes leave."""
+
+    __slots__ = ("core", "ex", "send", "active", "stream", "whole", "frames", "response")
+
+    def __init__(self, core: OpenAIResponsesCore, ex: Exchange, send: Send) -> None:
+        self.core, self.ex, self.send = core, ex, send
+        self.active = False
+        self.stream = False
+        self.whole = bytearray()
+        self.frames = sse.SSEDecoder()
+        self.response: dict[str, Any] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            ex = self.ex
+            self.active = message["status"] == 200 and ex.req is not None and ex.body.get("store") is not False
+            self.stream = ex.req is not None and ex.req.stream
+        elif message["type"] == "http.response.body" and self.active:
+            chunk = message.get("body", b"")
+            if chunk:
+                self._feed(chunk)
+            if not message.get("more_body", False):
+                self.active = False
+                response = self.response if self.stream else _response_in(bytes(self.whole))
+                if response is not None:
+                    await self.core.keep(self.ex, response)
+        await self.send(message)
+
+    def _feed(self, chunk: bytes) -> None:
+        if not self.stream:
+            self.whole += chunk
+            return
+        for event, data in self.frames.feed(chunk):
+            # Only the last event carries the whole response; the others are not decoded.
+            if event in _TERMINAL or (event is None and any(t in data for t in _TERMINAL)):
+                obj = _decode(data)
+                if isinstance(obj, dict) and obj.get("type") in _TERMINAL and isinstance(obj.get("response"), dict):
+                    self.response = obj["response"]
+
+
+def _response_in(body: bytes) -> dict[str, Any] | None:
+    try:
+        obj = _decode(body)
+    except msgspec.DecodeError:
+        return None
+    return obj if isinstance(obj, dict) and obj.get("object") == "response" else None
+
+
+class StoredResponses:
+    """``GET`` (the response object) and ``DELETE /v1/responses/{response_id}``; 404 when the caller's
+    key has no such response."""
+
+    def __init__(self, core: OpenAIResponsesCore) -> None:
+        self.core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        core, gw = self.core, self.core.gw
+        headers = header_map(scope)
+        key = core.caller_key(scope, headers)
+        check = gw.reliability.authenticate(key, route=scope["path"])
+        if not check.ok:
+            await send_error(send, DIALECT, check.status, check.message, param=check.param,
+                             error_type=check.error_type_for(DIALECT))
+            return
+        identity = gw.identify(key, headers, check.key)
+        if identity is None:
+            await send_error(send, DIALECT, 401, "invalid API key")
+            return
+        rid = scope.get("path_params", {}).get("response_id", "")
+        if scope["method"] == "DELETE":
+            if await core.store.delete(rid, identity.key_id):
+                body = {"id": rid, "object": "response", "deleted": True}
+                await send_bytes(send, 200, _encode(body), JSON_HEADERS)
+                return
+        else:
+            stored = await core.store.get(rid, identity.key_id)
+            if stored is not None:
+                await send_bytes(send, 200, _encode(stored.response), JSON_HEADERS)
+                return
+        await send_error(send, DIALECT, 404, f"Response with id '{rid}' not found.", param="response_id",
+                         error_type="invalid_request_error")
