@@ -7,7 +7,8 @@ the whole conversation before the response (the request's input items, earlier t
 prepended) and the response object the caller got; the next turn's history is both together.
 
 Bounded three ways (``responses:`` in the config): rows older than ``ttl_s`` are never returned and are
-deleted on the next write; beyond ``max_entries`` rows or ``max_bytes`` of JSON the oldest go first.
+deleted on the next write; beyond ``max_entries`` rows or ``max_bytes`` of JSON the oldest go first
+(down to 90% of the bound, so that a write rarely pays for an eviction).
 Every row has an owner (the caller's key id): a key reads, chains and deletes only its own responses.
 
     store = ResponseStore(Path(settings.data_dir), settings.responses)
@@ -44,18 +45,19 @@ CREATE TABLE IF NOT EXISTS responses (
     response BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_by_age ON responses (created_at);
+-- Running totals, so that a write checks the bounds without scanning the table.
+CREATE TABLE IF NOT EXISTS totals (one INTEGER PRIMARY KEY CHECK (one = 1), entries INTEGER NOT NULL,
+                                   bytes INTEGER NOT NULL);
+INSERT OR IGNORE INTO totals VALUES (1, 0, 0);
+CREATE TRIGGER IF NOT EXISTS responses_added AFTER INSERT ON responses
+BEGIN UPDATE totals SET entries = entries + 1, bytes = bytes + NEW.bytes; END;
+CREATE TRIGGER IF NOT EXISTS responses_removed AFTER DELETE ON responses
+BEGIN UPDATE totals SET entries = entries - 1, bytes = bytes - OLD.bytes; END;
+CREATE TRIGGER IF NOT EXISTS responses_replaced AFTER UPDATE OF bytes ON responses
+BEGIN UPDATE totals SET bytes = bytes - OLD.bytes + NEW.bytes; END;
 """
-# Delete what is beyond the entry or byte bound, newest kept first.
-_EVICT = """
-DELETE FROM responses WHERE id IN (
-    SELECT id FROM (
-        SELECT id,
-               ROW_NUMBER() OVER (ORDER BY created_at DESC, rowid DESC) AS n,
-               SUM(bytes) OVER (ORDER BY created_at DESC, rowid DESC) AS total
-        FROM responses
-    ) WHERE n > ? OR total > ?
-)
-"""
+# An eviction goes down to this share of a bound, so that it runs once in many writes, not on each.
+EVICT_TO = 0.9
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -110,6 +112,7 @@ class ResponseStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
         try:
+            db.execute("PRAGMA synchronous=NORMAL")
             if not self._ready:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
@@ -134,12 +137,26 @@ class ResponseStore:
                     " input = excluded.input, response = excluded.response WHERE owner = excluded.owner",
                     (rid, owner, time.time(), size, input_json, response_json),
                 )
-                db.execute(_EVICT, (s.max_entries, s.max_bytes))
+                entries, total = db.execute("SELECT entries, bytes FROM totals").fetchone()
+                if entries > s.max_entries or total > s.max_bytes:
+                    self._evict(db, entries, total)
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
             log.warning("response %s not stored: %s", rid, exc)
             return False
         return True
+
+    def _evict(self, db: sqlite3.Connection, entries: int, total: int) -> None:
+        """Delete the oldest rows until both bounds hold with room to spare."""
+        s = self.settings
+        keep_entries, keep_bytes = int(s.max_entries * EVICT_TO), int(s.max_bytes * EVICT_TO)
+        doomed: list[tuple[str]] = []
+        for rid, size in db.execute("SELECT id, bytes FROM responses ORDER BY created_at, rowid"):
+            if entries <= keep_entries and total <= keep_bytes:
+                break
+            doomed.append((rid,))
+            entries, total = entries - 1, total - size
+        db.executemany("DELETE FROM responses WHERE id = ?", doomed)
 
     def _get(self, rid: str, owner: str) -> tuple[bytes, bytes] | None:
         try:

@@ -10,6 +10,7 @@ official OpenAPI spec's schemas (``Response``, ``CompactResource``, ``ErrorRespo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -22,6 +23,8 @@ import openai
 import pytest
 from _gateway_harness import ALL_DIALECTS, MODEL_FOR, Stack, make_settings, running_stack, sse_frames
 
+from streams.config import ResponsesSettings
+from streams.ingress.response_store import ResponseStore
 from tests.conftest import shared_dir
 
 TURN1 = "My name is Zoltan and my favourite colour is teal."
@@ -318,3 +321,27 @@ def test_compaction_errors_stay_in_openai_shape(stack: Stack, spec: dict[str, An
     r = httpx.post(f"{stack.url}/v1/responses/compact", json={"model": "no-such-model", "input": "x"}, timeout=30)
     assert r.status_code == 404
     assert_valid(spec, "ErrorResponse", r.json())
+
+
+# --- the store's own bounds, on a real SQLite file ------------------------------------------------------
+
+
+def test_store_byte_bound_and_owners(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = ResponseStore(tmp_path, ResponsesSettings(max_bytes=10_000))
+        item = [{"type": "message", "role": "user", "content": "x" * 2_000}]
+        for i in range(8):
+            assert await store.put(f"resp_{i}", "alice", item, {"id": f"resp_{i}", "object": "response"})
+        kept = [i for i in range(8) if await store.get(f"resp_{i}", "alice") is not None]
+        assert kept == [4, 5, 6, 7]  # ~2 KB each: the newest within 90% of 10 KB
+        # Too big for the whole store: refused, nothing else evicted for it.
+        assert not await store.put("resp_big", "alice", [{"content": "x" * 20_000}], {})
+        assert await store.get("resp_7", "alice") is not None
+        # Another owner cannot take over an id by writing it again.
+        await store.put("resp_7", "mallory", [], {"id": "resp_7", "object": "response", "stolen": True})
+        assert await store.get("resp_7", "mallory") is None
+        mine = await store.get("resp_7", "alice")
+        assert mine is not None and "stolen" not in mine.response
+        assert await store.delete("resp_7", "alice") and not await store.delete("resp_7", "alice")
+
+    asyncio.run(scenario())
