@@ -246,7 +246,7 @@ def test_store_survives_a_restart(tmp_path: Path) -> None:
     settings = make_settings(data_dir=str(tmp_path))
     with running_stack(settings) as st:
         first = respond(st, {"model": "m-gem", "input": TURN1}).json()
-    assert (tmp_path / "responses.sqlite3").is_file()
+    assert (tmp_path / "responses.sqlite3").stat().st_mode & 0o077 == 0  # conversations are private
     with running_stack(settings) as st:
         got = httpx.get(f"{st.url}/v1/responses/{first['id']}", headers={"authorization": "Bearer sk-test-a"})
         assert got.status_code == 200 and got.json() == first
