@@ -39,9 +39,8 @@ from streams.ingress.gateway import Gateway
 from streams.ingress.gemini import GeminiModels
 from streams.ingress.http import JSON_HEADERS, Receive, Scope, Send, header_map, send_bytes
 from streams.ingress.models import ModelsEndpoint
-from streams.ingress.openai_responses import OpenAIResponsesCore, StoredResponses
+from streams.ingress.openai_responses import OpenAIResponsesCore, ResponsesCompactCore, StoredResponses
 from streams.ingress.pipeline import DialectIngress
-from streams.ingress.responses_compact import ResponsesCompactCore
 from streams.ingress.route import RouteEndpoint
 from streams.reliability.keys import scope_for_route
 

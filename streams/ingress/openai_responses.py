@@ -10,8 +10,10 @@ or provider, and an id the gateway made for a translated turn means nothing to a
 false`` keeps nothing. An unknown, expired or other key's id is a 400 (``invalid_request_error`` on
 ``previous_response_id``), as OpenAI answers.
 
-``StoredResponses`` is ``GET`` / ``DELETE /v1/responses/{response_id}`` on the same store, a key
-seeing only its own responses.
+Codex's compactions (``responses_compact``) go through here too: ``ResponsesCompactCore`` is ``POST
+/v1/responses/compact``, and a request ending in a ``compaction_trigger`` is answered with a
+compaction item. ``StoredResponses`` is ``GET`` / ``DELETE /v1/responses/{response_id}`` on the
+store, a key seeing only its own responses.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ from streams.ingress.exchange import Exchange, Refusal
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import JSON_HEADERS, Message, Receive, Scope, Send, header_map, send_bytes
 from streams.ingress.response_store import ResponseStore
+from streams.ingress.responses_compact import (
+    RESOURCE,
+    RESPONSE,
+    STREAM,
+    CompactionReply,
+    expand_own_compactions,
+    is_summary_request,
+    summary_request,
+    triggered,
+)
+from streams.ingress.responses_history import input_items, replayable
 from streams.translation import sse
 from streams.translation.openai_responses import tool_namespaces
 
@@ -39,34 +52,6 @@ _decode = msgspec.json.decode
 
 def owner_of(ex: Exchange) -> str:
     return ex.identity.key_id if ex.identity is not None else ANONYMOUS
-
-
-def input_items(value: Any) -> list[dict[str, Any]] | None:
-    """A request's ``input`` as a list of items (a string is one user message); None when it is neither."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": value}]
-    return value if isinstance(value, list) else None
-
-
-def replayable(output: Any) -> list[dict[str, Any]]:
-    """A response's output items as the next request's input items. Item ids and statuses go (a
-    provider that did not store them rejects ids it does not know); reasoning without its encrypted
-    content cannot be replayed anywhere and is dropped."""
-    out: list[dict[str, Any]] = []
-    for item in output if isinstance(output, list) else []:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if kind == "reasoning":
-            if item.get("encrypted_content"):
-                out.append({k: item[k] for k in ("type", "id", "summary", "encrypted_content") if k in item})
-        elif kind in ("message", "function_call", "custom_tool_call"):
-            out.append({k: v for k, v in item.items() if k not in ("id", "status")})
-        else:
-            out.append(item)  # hosted tool calls: only a same-dialect provider reads them
-    return out
 
 
 class OpenAIResponsesCore(ServingCore):
@@ -83,28 +68,51 @@ class OpenAIResponsesCore(ServingCore):
 
     async def with_history(self, ex: Exchange, body: dict[str, Any]) -> dict[str, Any] | Refusal:
         prev = body.get("previous_response_id")
-        if prev is None:
-            return body
-        if not isinstance(prev, str) or not prev:
-            return Refusal(400, "previous_response_id must be a response id string", param="previous_response_id")
-        new = input_items(body.get("input"))
-        if new is None:
-            return Refusal(400, "input must be a string or a list", param="input")
-        stored = await self.store.get(prev, owner_of(ex))
-        if stored is None:
-            return Refusal(400, f"Previous response with id '{prev}' not found (it expired, was made with "
-                                "store: false or with another key, or never existed).",
-                           param="previous_response_id", error_type="invalid_request_error")
+        items = input_items(body.get("input"))
+        if items is None:
+            return body if prev is None else Refusal(400, "input must be a string or a list", param="input")
+        changed = False
+        if prev is not None:
+            if not isinstance(prev, str) or not prev:
+                return Refusal(400, "previous_response_id must be a response id string",
+                               param="previous_response_id")
+            stored = await self.store.get(prev, owner_of(ex))
+            if stored is None:
+                return Refusal(400, f"Previous response with id '{prev}' not found (it expired, was made with "
+                                    "store: false or with another key, or never existed).",
+                               param="previous_response_id", error_type="invalid_request_error")
+            items = stored.input + replayable(stored.response.get("output")) + items
+            changed = True
+        expanded = expand_own_compactions(items)
+        if expanded is not None:
+            items, changed = expanded, True
         full = {k: v for k, v in body.items() if k != "previous_response_id"}
-        full["input"] = stored.input + replayable(stored.response.get("output")) + new
+        if triggered(items):
+            full, changed = summary_request(full, items[:-1]), True
+        elif changed:
+            full["input"] = items
+        if not changed:
+            return body
         # The same-dialect relay and the admission's token estimate read the raw body: it is this one now.
         ex.raw = _encode(full)
         return full
 
     def watch_reply(self, ex: Exchange, send: Send) -> Send:
-        if not self.store.enabled:
-            return send
-        return ReplyKeeper(self, ex, send)
+        watcher: Send | None = None
+
+        async def watched(message: Message) -> None:
+            nonlocal watcher
+            if watcher is None:  # the first message: the body has been parsed by now
+                watcher = self.reply_watcher(ex, send)
+            await watcher(message)
+
+        return watched
+
+    def reply_watcher(self, ex: Exchange, send: Send) -> Send:
+        """How this exchange's reply goes out: rewritten for a compaction, kept for the next turn, or as is."""
+        if is_summary_request(ex.body):
+            return CompactionReply(ex, send, shape=STREAM if ex.req is not None and ex.req.stream else RESPONSE)
+        return ReplyKeeper(self, ex, send) if self.store.enabled else send
 
     async def keep(self, ex: Exchange, response: dict[str, Any]) -> None:
         """Store the conversation of an answered exchange (not a failed one, not one with store: false)."""
@@ -113,6 +121,20 @@ class OpenAIResponsesCore(ServingCore):
         if not isinstance(rid, str) or items is None or response.get("status") not in ("completed", "incomplete"):
             return
         await self.store.put(rid, owner_of(ex), items, response)
+
+
+class ResponsesCompactCore(OpenAIResponsesCore):
+    """``POST /v1/responses/compact`` (``responses_compact``): a summarisation request, never streamed,
+    answered as a ``response.compaction`` object."""
+
+    def request_body(self, scope: Scope, body: dict[str, Any]) -> dict[str, Any]:
+        items = input_items(body.get("input"))
+        if items is None:  # the parser names the bad input
+            return body
+        return {**summary_request(body, items), "stream": False}
+
+    def reply_watcher(self, ex: Exchange, send: Send) -> Send:
+        return CompactionReply(ex, send, shape=RESOURCE)
 
 
 class ReplyKeeper:

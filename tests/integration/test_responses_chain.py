@@ -83,11 +83,11 @@ def schema_errors(spec: dict[str, Any], schema: dict[str, Any], value: Any, wher
 # Deviations that are not this feature's: the live API's null ``user`` (see the reference README) and
 # ``cache_write_tokens``, which issue 14 lists for the conformance work. The store returns what the
 # client got, byte for byte.
-KNOWN_GAPS = ("$.user: None is not string", "$.usage.input_tokens_details: missing 'cache_write_tokens'")
+KNOWN_GAPS = (".user: None is not string", ".usage.input_tokens_details: missing 'cache_write_tokens'")
 
 
 def assert_valid(spec: dict[str, Any], name: str, value: Any) -> None:
-    errors = [e for e in schema_errors(spec, {"$ref": f"#/components/schemas/{name}"}, value) if e not in KNOWN_GAPS]
+    errors = [e for e in schema_errors(spec, {"$ref": f"#/components/schemas/{name}"}, value) if not e.endswith(KNOWN_GAPS)]
     assert not errors, errors[:5]
 
 
@@ -345,3 +345,37 @@ def test_store_byte_bound_and_owners(tmp_path: Path) -> None:
         assert await store.delete("resp_7", "alice") and not await store.delete("resp_7", "alice")
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("provider", ["anthropic_messages", "openai_responses"])
+def test_codex_v2_compaction_trigger(stack: Stack, spec: dict[str, Any], provider: str) -> None:
+    """Codex's newer remote compaction: a streamed /v1/responses whose input ends in a compaction
+    trigger wants exactly one compaction item; sent back later, every provider reads it as the summary."""
+    history = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Rename foo to bar in x.py"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Renamed it."}]},
+    ]
+    body = {"model": MODEL_FOR[provider], "instructions": "You are Codex.", "stream": True, "store": False,
+            "tools": [TOOL], "input": [*history, {"type": "compaction_trigger"}]}
+    r = respond(stack, body)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(data) for _, data in sse_frames(r.content)]
+    assert [e["type"] for e in events][-1] == "response.completed"
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert len(done) == 1 and done[0]["type"] == "compaction"
+    final = events[-1]["response"]
+    assert final["output"] == done
+    assert_valid(spec, "Response", final)
+    for event in events:
+        member = event["type"].title().replace(".", "").replace("_", "") + "Event"  # response.created -> ...
+        assert_valid(spec, member, event)
+    sent = stack.last().body.decode()
+    assert in_order(sent, "Rename foo to bar", "Renamed it.", "Context checkpoint")
+    assert "compaction_trigger" not in sent and "Run a shell command" not in sent  # no tools for a summary
+    # The next turn, on another provider and on the same dialect: the summary, never our marker.
+    for model in (MODEL_FOR["gemini"], MODEL_FOR["openai_responses"]):
+        nxt = respond(stack, {"model": model, "input": [*history[:1], done[0], {"role": "user", "content": "go on"}]})
+        assert nxt.status_code == 200, nxt.text
+        sent = stack.last().body.decode()
+        summary = done[0]["encrypted_content"].split(":", 2)[2]
+        assert in_order(sent, "Rename foo to bar", summary, "go on") and "weave-router-summary" not in sent
