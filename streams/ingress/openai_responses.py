@@ -39,15 +39,13 @@ from streams.ingress.responses_compact import (
     summary_request,
     triggered,
 )
-from streams.ingress.responses_history import input_items, replayable
+from streams.ingress.responses_history import TERMINAL_EVENTS, input_items, replayable, response_in, terminal_response
 from streams.translation import sse
 from streams.translation.openai_responses import tool_namespaces
 
 DIALECT = "openai_responses"
 ANONYMOUS = "anonymous"  # the owner of responses made without any key
-_TERMINAL = ("response.completed", "response.incomplete")
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 
 def owner_of(ex: Exchange) -> str:
@@ -161,7 +159,7 @@ class ReplyKeeper:
                 self._feed(chunk)
             if not message.get("more_body", False):
                 self.active = False
-                response = self.response if self.stream else _response_in(bytes(self.whole))
+                response = self.response if self.stream else response_in(bytes(self.whole))
                 if response is not None:
                     await self.core.keep(self.ex, response)
         await self.send(message)
@@ -172,18 +170,10 @@ class ReplyKeeper:
             return
         for event, data in self.frames.feed(chunk):
             # Only the last event carries the whole response; the others are not decoded.
-            if event in _TERMINAL or (event is None and any(t in data for t in _TERMINAL)):
-                obj = _decode(data)
-                if isinstance(obj, dict) and obj.get("type") in _TERMINAL and isinstance(obj.get("response"), dict):
-                    self.response = obj["response"]
-
-
-def _response_in(body: bytes) -> dict[str, Any] | None:
-    try:
-        obj = _decode(body)
-    except msgspec.DecodeError:
-        return None
-    return obj if isinstance(obj, dict) and obj.get("object") == "response" else None
+            if event in TERMINAL_EVENTS or (event is None and any(t in data for t in TERMINAL_EVENTS)):
+                response = terminal_response(data)
+                if response is not None:
+                    self.response = response
 
 
 class StoredResponses:

@@ -29,7 +29,14 @@ import msgspec
 from streams.events.ids import new_id
 from streams.ingress.exchange import Exchange
 from streams.ingress.http import Message, Send
-from streams.ingress.responses_history import input_items, user_message, user_text
+from streams.ingress.responses_history import (
+    TERMINAL_EVENTS,
+    input_items,
+    response_in,
+    terminal_response,
+    user_message,
+    user_text,
+)
 from streams.translation import sse
 
 # What a summarisation request keeps of the caller's body (no tools: a summary is text).
@@ -47,9 +54,7 @@ COMPACT_PROMPT = (
 )
 SUMMARY_PREFIX = "Summary of the conversation so far (written when its earlier turns were compacted):\n\n"
 SUMMARY_MARK = "weave-router-summary:v1:"  # our compaction items' content (OpenAI's are opaque ciphertext)
-_TERMINAL = ("response.completed", "response.incomplete")
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 
 # --- requests -------------------------------------------------------------------------------------------
@@ -120,12 +125,12 @@ class CompactionReply:
         self.held += chunk
         if self.ex.req is not None and self.ex.req.stream:
             for event, data in self.frames.feed(chunk):
-                if event in _TERMINAL:
-                    self.response = _decode(data).get("response")
+                if event in TERMINAL_EVENTS:
+                    self.response = terminal_response(data)
         if message.get("more_body", False):
             return
         if not (self.ex.req is not None and self.ex.req.stream):
-            self.response = _response_in(bytes(self.held))
+            self.response = response_in(bytes(self.held))
         if not isinstance(self.response, dict):
             await self.send(self.start)
             await self.send({"type": "http.response.body", "body": bytes(self.held), "more_body": False})
@@ -184,14 +189,6 @@ def _usage(response: dict[str, Any]) -> dict[str, Any]:
         return usage
     return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
-
-
-def _response_in(body: bytes) -> dict[str, Any] | None:
-    try:
-        obj = _decode(body)
-    except msgspec.DecodeError:
-        return None
-    return obj if isinstance(obj, dict) and obj.get("object") == "response" else None
 
 
 def _latest_user_messages(items: list[Any]) -> list[dict[str, Any]]:

@@ -1,9 +1,15 @@
-"""A Responses conversation as items: what a request's ``input`` holds and what a response's ``output``
-becomes when the next turn sends it back (``previous_response_id``, the store, compaction)."""
+"""A Responses conversation as items: what a request's ``input`` holds, where a reply carries its
+response object, and what the response's ``output`` becomes when the next turn sends it back
+(``previous_response_id``, the store, compaction)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
+
+TERMINAL_EVENTS = ("response.completed", "response.incomplete")  # the stream events with the whole response
+_decode = msgspec.json.decode
 
 
 def input_items(value: Any) -> list[dict[str, Any]] | None:
@@ -40,3 +46,24 @@ def user_message(parts: list[Any]) -> dict[str, Any]:
 
 def user_text(text: str) -> dict[str, Any]:
     return user_message([{"type": "input_text", "text": text}])
+
+
+def response_in(body: bytes) -> dict[str, Any] | None:
+    """The response object a whole reply is, if it is one."""
+    try:
+        obj = _decode(body)
+    except msgspec.DecodeError:
+        return None
+    return obj if isinstance(obj, dict) and obj.get("object") == "response" else None
+
+
+def terminal_response(data: str) -> dict[str, Any] | None:
+    """The response a stream's ``response.completed`` / ``response.incomplete`` event carries, if it is one."""
+    try:
+        obj = _decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(obj, dict) and obj.get("type") in TERMINAL_EVENTS and isinstance(obj.get("response"), dict):
+        response: dict[str, Any] = obj["response"]
+        return response
+    return None
