@@ -222,18 +222,31 @@ def embedded_stack() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def up_process() -> Iterator[tuple[str, int]]:
-    """``weave-router up --port 0`` on a fresh data dir (simulated providers); yields (URL, pid)."""
+def up_process(broker_max_mb: float | None = None) -> Iterator[tuple[str, int]]:
+    """``weave-router up --port 0`` on a fresh data dir (simulated providers); yields (URL, pid).
+    ``broker_max_mb``: the embedded broker's memory limit (``kafka.embedded_max_rss_mb``) instead of the default."""
     import subprocess
     import tempfile
+
+    import yaml
+
+    from streams.config import default_config
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory(prefix="weave-soak-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "WEAVE_"))}
         env["WEAVE_DATA_DIR"] = os.path.join(tmp, "data")
         log_path = os.path.join(tmp, "up.log")
+        args = ["up", "--port", "0"]
+        if broker_max_mb is not None:
+            config = default_config()
+            config.setdefault("kafka", {})["embedded_max_rss_mb"] = broker_max_mb
+            config_path = os.path.join(tmp, "config.yaml")
+            with open(config_path, "w") as f:
+                yaml.safe_dump(config, f)
+            args += ["--config", config_path]
         with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--port", "0"], cwd=root, env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], cwd=root, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             url = ""
@@ -268,13 +281,15 @@ def main() -> None:
     ap.add_argument("--pid", type=int, default=None, help="gateway process id, for its RSS (default: this process)")
     ap.add_argument("--embedded", action="store_true", help="start sim + gateway in this process")
     ap.add_argument("--up", action="store_true", help="start `weave-router up` (all its processes measured)")
+    ap.add_argument("--broker-max-mb", type=float, default=None,
+                    help="with --up: the embedded broker's memory limit (kafka.embedded_max_rss_mb)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--window-s", type=float, default=60.0, help="report interval (default: a minute)")
     args = ap.parse_args()
     if args.minutes <= 0 or args.minutes > 24 * 60 or args.rate <= 0:
         sys.exit("soak: --minutes must be in (0, 1440] and --rate > 0")
     if args.up:
-        with up_process() as (url, pid):
+        with up_process(args.broker_max_mb) as (url, pid):
             asyncio.run(soak(url, args.minutes, args.rate, args.concurrency, args.model, pid,
                              args.stream_share, args.seed, args.window_s))
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ import uvloop
 from rich.console import Console
 
 from streams.config import ConfigError, Settings, load_settings
+from streams.reliability.redact import Redactor, configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Weave Router: an LLM model router for coding agents.")
 console = Console(stderr=True)
@@ -51,8 +51,9 @@ async def _wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
-def _run(coro: Any) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _run(coro: Any, settings: Settings | None = None) -> None:
+    # Secrets out of every log line: the configured upstream keys' values too, when settings are known.
+    configure_logging(Redactor.from_settings(settings) if settings is not None else None)
     # Everything the service writes (journal, spill files, chDB data, the broker's log, keys) is for
     # its own user only: 0600 files, 0700 directories, whatever creates them (chDB and Tansu included).
     os.umask(0o077)
@@ -67,7 +68,8 @@ def up(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> 
     (chDB unless CLICKHOUSE_URL), the simulated provider when needed, Faust workers and the gateway."""
     from streams.infra.runtime import run_service
 
-    _run(run_service(_settings(config, host, port), gateway=True, workers=True, wait=_wait_for_signal, console=console))
+    settings = _settings(config, host, port)
+    _run(run_service(settings, gateway=True, workers=True, wait=_wait_for_signal, console=console), settings)
 
 
 @app.command()
@@ -75,7 +77,8 @@ def gateway(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None
     """Run the HTTP gateway only (production: workers run apart)."""
     from streams.infra.runtime import run_service
 
-    _run(run_service(_settings(config, host, port), gateway=True, workers=False, wait=_wait_for_signal, console=console))
+    settings = _settings(config, host, port)
+    _run(run_service(settings, gateway=True, workers=False, wait=_wait_for_signal, console=console), settings)
 
 
 @app.command()
@@ -83,7 +86,8 @@ def worker(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None)
     """Run the Faust workers only (router, learner, sink), with /health on the given port."""
     from streams.infra.runtime import run_service
 
-    _run(run_service(_settings(config, host, port), gateway=False, workers=True, wait=_wait_for_signal, console=console))
+    settings = _settings(config, host, port)
+    _run(run_service(settings, gateway=False, workers=True, wait=_wait_for_signal, console=console), settings)
 
 
 @app.command()

@@ -110,6 +110,14 @@ class KafkaSettings(BaseModel):
             "same at-least-once commits). Do not mix engines in one consumer group."
         ),
     )
+    embedded_max_rss_mb: float = Field(
+        256.0, ge=0,
+        description=(
+            "the embedded broker keeps every record in memory: past this resident size it is started afresh "
+            "once every consumer group has read everything (0: never)"
+        ),
+    )
+    embedded_check_interval_s: float = Field(10.0, gt=0, description="how often the embedded broker's size is read")
 
 
 class ClickHouseSettings(BaseModel):

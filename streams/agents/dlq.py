@@ -6,13 +6,18 @@ its topic unchanged; the headers are plain UTF-8 so any Kafka tool shows the rea
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("weave.dlq")
 
 REASON = "weave-dlq-reason"
 SOURCE_TOPIC = "weave-dlq-topic"
@@ -85,3 +90,24 @@ def carried(letter: DeadLetter) -> tuple[bytes, list[tuple[str, bytes]]]:
     if len(letter.value) <= PAYLOAD_LIMIT:
         return letter.value, headers
     return letter.value[:PAYLOAD_LIMIT], [*headers, (TRUNCATED, str(len(letter.value)).encode())]
+
+
+async def deliver(letters: list[DeadLetter], file: DeadLetterFile, producer: Any, dlq_topic: str,
+                  timeout_s: float) -> None:
+    """Events refused for good at produce time: to the local file (always), then a copy to router.dlq
+    with ``producer`` (an AIOKafkaProducer; best effort, the file has them all)."""
+    for letter in letters:
+        file.write(letter)
+        log.error("dead letter: a %d-byte event for %s was refused (%s); kept in %s",
+                  len(letter.value), letter.topic, letter.reason, file.path)
+    if producer is None:
+        return
+    try:
+        async with asyncio.timeout(timeout_s):
+            futures = []
+            for letter in letters:
+                value, headers = carried(letter)
+                futures.append(await producer.send(dlq_topic, value, key=letter.key, headers=headers))
+            await asyncio.gather(*futures)
+    except Exception as exc:
+        log.warning("router.dlq did not take %d dead letters (%s); they are in %s", len(letters), exc, file.path)

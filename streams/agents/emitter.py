@@ -25,27 +25,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidMessageError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
-from aiokafka.partitioner import murmur2
+from aiokafka import AIOKafkaProducer
 
-from streams.agents.dlq import DeadLetter, DeadLetterFile, carried
+from streams.agents.acknowledged import AcknowledgedLog
+from streams.agents.dlq import DeadLetterFile, deliver
 from streams.agents.journal import Journal
-from streams.agents.records import bounded, conform, decision_event
+from streams.agents.journal_trim import CommittedOffsets, JournalTrimmer
+from streams.agents.record_batches import RecordBatchSender, refusals, settled, unconfirmed_from
+from streams.agents.records import conform, decision_event, encode_event
 from streams.agents.spill import Item, SpillFile
 from streams.agents.topics import Topics, ensure
 from streams.config import Settings
@@ -57,15 +50,8 @@ log = logging.getLogger("weave.emitter")
 
 _DECISION = 0
 _RECORD = 1
-# What the broker (or the producer, before sending) refuses for good: retrying cannot help.
-REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidMessageError,
-           CorruptRecordException, UnsupportedForMessageFormatError)
-# Events whose string fields are cut to ``records.FIELD_LIMIT`` (a policy snapshot must stay whole).
-_BOUNDED = frozenset({"Trace", "Decision", "Outcome"})
 # The sink's consumer group (streams.agents.sink.SINK_GROUP): its commits say what is in ClickHouse.
 STORED_BY_GROUP = "weave-sink"
-# Record batch size of the emitter's producer (Kafka's request limit is 1 MB; our batches stay well under).
-_BATCH_BYTES = 256 * 1024
 
 
 class KafkaEventSink:
@@ -94,16 +80,10 @@ class KafkaEventSink:
         linger_s: float = 0.01,
     ) -> None:
         self.topics = topics or Topics()
-        # The last events the broker acknowledged: a broker that comes back without its topics (the
-        # embedded one keeps them in memory only) lost whatever the consumers had not read yet, so
-        # these are sent again (consumers dedup by event_id). 0 disables.
-        self._recent: deque[Item] = deque(maxlen=replay_window) if replay_window > 0 else deque(maxlen=0)
+        # The last events the broker acknowledged and the highest offset per partition: a broker that
+        # comes back without them (streams.agents.acknowledged) gets them again. 0 disables.
+        self._acks = AcknowledgedLog(replay_window)
         self._resend: list[Item] = []
-        # Highest offset the broker acknowledged per (topic, partition): a log that comes back shorter
-        # than that lost events, whoever re-created the topic (the embedded broker auto-creates unknown
-        # topics on any client's metadata request, so "ensure created them" alone misses restarts).
-        self._acked: dict[tuple[str, int], int] = {}
-        self._partitions: dict[tuple[bytes, int], int] = {}  # (key, partition count) -> partition
         self._connected_once = False
         self.resent = 0
         self.bootstrap_servers = bootstrap_servers
@@ -116,6 +96,7 @@ class KafkaEventSink:
         self.send_timeout_s = send_timeout_s
         self.retry_interval_s = retry_interval_s
         self.single_record_batches = single_record_batches
+        self._sender = RecordBatchSender(single_record_batches=single_record_batches)
         self.spill = SpillFile(Path(data_dir) / "spill" / spill_name)
         self.journal = Journal(
             Path(data_dir) / "journal" / spill_name.removesuffix(".spill"),
@@ -129,13 +110,18 @@ class KafkaEventSink:
         # soon as anything arrived). The answer never waits for it: the journal already has the event.
         self.linger_s = linger_s
         self._trim_task: asyncio.Task[None] | None = None
-        self._offsets_reader: AIOKafkaConsumer | None = None
+        self._trimmer = JournalTrimmer(
+            self.journal, self._acks.offsets,
+            CommittedOffsets(bootstrap_servers, sink_group, timeout_s=max(send_timeout_s, 5.0)), trim_interval_s,
+        ) if self.journal is not None else None
         self._recovered = False
         self._buffer: deque[Item] = deque()
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._released = asyncio.Event()  # cleared while ``held``
+        self._released.set()
         self._down = True  # until the first successful connect
         self.sent = 0
         self.idempotent = False  # what the broker granted at the last connect
@@ -241,8 +227,8 @@ class KafkaEventSink:
             self._recover_journal()
             await self._connect()
             self._task = asyncio.create_task(self._run(), name="weave-emitter")
-            if self.journal is not None:
-                self._trim_task = asyncio.create_task(self._trim_loop(), name="weave-journal-trim")
+            if self._trimmer is not None:
+                self._trim_task = asyncio.create_task(self._trimmer.run(), name="weave-journal-trim")
 
     def _recover_journal(self) -> None:
         """Queue what a previous run's journal holds ahead of everything (the spill is a subset of it)."""
@@ -274,7 +260,8 @@ class KafkaEventSink:
             self.spill.append_many(self._take(len(self._buffer)))
         await self._close_producer()
         self.spill.close()
-        await self._close_offsets_reader()
+        if self._trimmer is not None:
+            await self._trimmer.stored.close()
         if self.journal is not None:
             self.journal.close()
 
@@ -289,8 +276,32 @@ class KafkaEventSink:
 
     _inflight = False
 
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """No producing inside the block (events queue in the buffer; the journal has them, so the
+        request path never waits); it starts once the produce in flight, if any, has finished."""
+        self._released.clear()
+        try:
+            while self._inflight:
+                await asyncio.sleep(0.005)
+            yield
+        finally:
+            self._released.set()
+            self._wake.set()
+
+    async def broker_replaced(self) -> None:
+        """Inside ``held``: the broker was started afresh after everything it acknowledged had been
+        read and stored, so nothing is re-sent; connect to the new one (and re-create the topics)."""
+        self._acks.take_lost()
+        if self.journal is not None:
+            self.journal.broker_replaced()
+        await self._connect()
+
     async def _run(self) -> None:
         while True:
+            if not self._released.is_set() and not self._stopping:
+                await self._released.wait()
+                continue
             if self._stopping and (self._down or (not self._buffer and not self.spill.pending)):
                 break
             if not self._buffer and not self.spill.pending and not self._down and not self._resend:
@@ -315,11 +326,7 @@ class KafkaEventSink:
         if self.linger_s > 0 and len(self._buffer) < self.max_batch and not self._stopping:
             await asyncio.sleep(self.linger_s)
         items = self._take(self.max_batch)
-        self._inflight = True
-        try:
-            failed_from = await self._produce(items)
-        finally:
-            self._inflight = False
+        failed_from = await self._produce(items)
         self._acknowledged(len(items) if failed_from is None else failed_from)
         if failed_from is not None:
             # Keep order: the unconfirmed tail, then the whole buffer, go to the file.
@@ -328,11 +335,7 @@ class KafkaEventSink:
 
     async def _send_resend(self) -> None:
         items, self._resend = self._resend, []
-        self._inflight = True
-        try:
-            failed_from = await self._produce(items)
-        finally:
-            self._inflight = False
+        failed_from = await self._produce(items)
         done = len(items) if failed_from is None else failed_from
         self.resent += done
         if failed_from is not None:
@@ -352,11 +355,7 @@ class KafkaEventSink:
         if not chunk:
             return
         items = [item for item, _ in chunk]
-        self._inflight = True
-        try:
-            failed_from = await self._produce(items)
-        finally:
-            self._inflight = False
+        failed_from = await self._produce(items)
         done = len(items) if failed_from is None else failed_from
         self._acknowledged(done)
         if done:
@@ -381,10 +380,8 @@ class KafkaEventSink:
     def _encode(self, kind: int, topic: str, name: str, payload: Any, context: dict[str, Any]) -> Item | None:
         try:
             value = decision_event(payload, **context) if kind == _DECISION else conform(self.codec, name, payload)
-            if name in _BOUNDED:
-                value = bounded(value, keep=("features",))
-            key = value.get("policy") if name == "PolicySnapshot" else value.get("session_id")
-            return topic, str(key).encode() if key else None, self.codec.encode(name, value)
+            key, data = encode_event(self.codec, name, value)
+            return topic, key, data
         except Exception as exc:  # a malformed event must not fail the request that produced it
             self.encode_failures += 1
             self.last_error = f"cannot encode {name}: {type(exc).__name__}: {exc}"
@@ -396,56 +393,16 @@ class KafkaEventSink:
     def _acknowledged(self, count: int) -> None:
         """``count`` more events, in accepted order, reached the broker for the first time."""
         if self.journal is not None and count:
-            self.journal.acknowledge(count, self._acked)
-
-    async def _trim_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.trim_interval_s)
-            try:
-                await self.trim_journal()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("journal trim failed: %s", exc)
-                await self._close_offsets_reader()
+            self.journal.acknowledge(count, self._acks.offsets)
 
     async def trim_journal(self) -> int:
         """Delete the journal segments whose events the sink group has committed; how many went."""
-        journal = self.journal
-        if journal is None:
-            return 0
-        journal.acknowledge(0, self._acked)
-        if not journal.removable():
-            return 0
-        tps = journal.awaiting()
-        committed: dict[tuple[str, int], int | None] = {}
-        if tps:
-            reader = self._offsets_reader
-            if reader is None:
-                # A group member that never subscribes: it only reads the group's committed offsets.
-                reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.sink_group,
-                                          enable_auto_commit=False,
-                                          request_timeout_ms=int(max(self.send_timeout_s, 5.0) * 1000))
-                async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
-                    await reader.start()
-                self._offsets_reader = reader
-            async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
-                for topic, partition in tps:
-                    committed[(topic, partition)] = await reader.committed(TopicPartition(topic, partition))
-        return journal.trim(committed)
+        return await self._trimmer.trim() if self._trimmer is not None else 0
 
     async def final_trim(self, timeout_s: float = 3.0) -> None:
-        """After the sink stopped (it commits what it stored): trim once more, so a clean restart does
-        not send again what is already stored. Best effort."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.trim_journal(), timeout_s)
-        await self._close_offsets_reader()
-
-    async def _close_offsets_reader(self) -> None:
-        reader, self._offsets_reader = self._offsets_reader, None
-        if reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(reader.stop(), 2.0)
+        """After the sink stopped: trim once more (see ``JournalTrimmer.final``)."""
+        if self._trimmer is not None:
+            await self._trimmer.final(timeout_s)
 
     async def _produce(self, items: list[Item]) -> int | None:
         """Send ``items``; None when all are acknowledged, else the index of the first unconfirmed one.
@@ -454,136 +411,28 @@ class KafkaEventSink:
         if producer is None:
             return 0
         results: list[Any] = [None] * len(items)
+        self._inflight = True
         try:
             async with asyncio.timeout(self.send_timeout_s):
-                if self.single_record_batches:
-                    await self._send_each(producer, items, range(len(items)), results)
-                else:
-                    await self._send_batches(producer, items, results)
+                await self._sender.send(producer, items, results)
         except Exception as exc:
             self.last_error = f"produce: {type(exc).__name__}: {exc}"
             log.warning("broker unreachable (%s); spilling events to %s", self.last_error, self.spill.path)
-            results = [_outcome(r, exc) for r in results]
-        letters: list[DeadLetter] = []
-        failed_from: int | None = None
-        for i, r in enumerate(results):
-            if isinstance(r, REFUSED):
-                topic, key, value = items[i]
-                letters.append(DeadLetter(topic, -1, -1, f"refused by the broker: {type(r).__name__}: {r}",
-                                          "produce", key, value))
-            elif not isinstance(r, Ack):
-                failed_from = i
-                if isinstance(r, BaseException) and not self.last_error:
-                    self.last_error = f"produce: {type(r).__name__}: {r}"
-                break
+            results = [settled(r, exc) for r in results]
+        finally:
+            self._inflight = False
+        failed_from = unconfirmed_from(results)
         done = len(items) if failed_from is None else failed_from
+        if failed_from is not None and isinstance(results[failed_from], BaseException) and not self.last_error:
+            self.last_error = f"produce: {type(results[failed_from]).__name__}: {results[failed_from]}"
+        letters = refusals(items[:done], results[:done])
         self.sent += done - len(letters)
-        self._recent.extend(item for item, r in zip(items[:done], results, strict=False) if not isinstance(r, REFUSED))
+        self._acks.record(items[:done], results[:done])
         if letters:
-            await self._dead_letter(letters)
+            await deliver(letters, self.dead, producer, self.topics.dlq, self.send_timeout_s)
         if failed_from is not None:
             await self._close_producer()
-            return failed_from
-        acked = self._acked
-        for r in results:
-            if isinstance(r, Ack):
-                tp = (r.topic, r.partition)
-                if r.offset > acked.get(tp, -1):
-                    acked[tp] = r.offset
-        return None
-
-    async def _send_each(self, producer: AIOKafkaProducer, items: list[Item], which: Iterable[int],
-                         results: list[Any]) -> None:
-        """One ``send`` per item (single-record batches, oversized items, a refused batch's items):
-        a refusal then names the one item it concerns."""
-        pending: list[tuple[int, asyncio.Future[Any]]] = []
-        for i in which:
-            topic, key, value = items[i]
-            try:
-                future = await producer.send(topic, value, key=key)
-            except REFUSED as exc:
-                results[i] = exc
-                continue
-            pending.append((i, future))
-            results[i] = future
-        for (i, _), r in zip(pending, await asyncio.gather(*(f for _, f in pending), return_exceptions=True),
-                             strict=True):
-            results[i] = r if isinstance(r, BaseException) else Ack(r.topic, r.partition, r.offset)
-
-    async def _send_batches(self, producer: AIOKafkaProducer, items: list[Item], results: list[Any]) -> None:
-        """The items as record batches, one per partition in accepted order: a tenth of the CPU of one
-        ``send`` per record (futures, accumulator, pure-Python key hashing). Partitions are the ones
-        ``send`` would pick (the producers' shared default partitioner), so a session's decisions,
-        traces and outcomes still meet in one partition number."""
-        groups: dict[tuple[str, int], list[int]] = {}
-        single: list[int] = []
-        counts: dict[str, list[int]] = {}
-        for i, (topic, key, value) in enumerate(items):
-            if len(value) > _BATCH_BYTES // 2:
-                single.append(i)  # over the batch size: ``send`` checks it against the request limit
-                continue
-            parts = counts.get(topic)
-            if parts is None:
-                parts = counts[topic] = sorted(await producer.partitions_for(topic))
-            groups.setdefault((topic, self._partition_of(key, parts)), []).append(i)
-        submitted: list[tuple[asyncio.Future[Any], list[int]]] = []
-        for (topic, partition), indices in groups.items():
-            batch, members = producer.create_batch(), list[int]()
-            for i in indices:
-                _, key, value = items[i]
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start anew
-                    submitted.append((await producer.send_batch(batch, topic, partition=partition), members))
-                    batch, members = producer.create_batch(), []
-                    batch.append(key=key, value=value, timestamp=None)
-                members.append(i)
-            batch.close()
-            submitted.append((await producer.send_batch(batch, topic, partition=partition), members))
-        if single:
-            await self._send_each(producer, items, single, results)
-        refused: list[int] = []
-        outcomes = await asyncio.gather(*(f for f, _ in submitted), return_exceptions=True)
-        for (_, members), r in zip(submitted, outcomes, strict=True):
-            if isinstance(r, REFUSED):
-                refused.extend(members)  # which record it was is found by sending them one by one
-            elif isinstance(r, BaseException):
-                for i in members:
-                    results[i] = r
-            else:
-                for n, i in enumerate(members):
-                    results[i] = Ack(r.topic, r.partition, r.offset + n)
-        if refused:
-            await self._send_each(producer, items, sorted(refused), results)
-
-    def _partition_of(self, key: bytes | None, parts: list[int]) -> int:
-        if key is None:
-            return random.choice(parts)
-        cache = self._partitions
-        found = cache.get((key, len(parts)))
-        if found is None:
-            if len(cache) >= 50_000:
-                cache.clear()  # bounded: sessions come and go
-            found = cache[(key, len(parts))] = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
-        return found
-
-    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        """To the local file (always), then a copy to router.dlq (best effort: the file has it all)."""
-        for letter in letters:
-            self.dead.write(letter)
-            log.error("dead letter: a %d-byte event for %s was refused (%s); kept in %s",
-                      len(letter.value), letter.topic, letter.reason, self.dead.path)
-        producer = self._producer
-        if producer is None:
-            return
-        try:
-            async with asyncio.timeout(self.send_timeout_s):
-                futures = []
-                for letter in letters:
-                    value, headers = carried(letter)
-                    futures.append(await producer.send(self.topics.dlq, value, key=letter.key, headers=headers))
-                await asyncio.gather(*futures)
-        except Exception as exc:
-            log.warning("router.dlq did not take %d dead letters (%s); they are in %s", len(letters), exc,
-                        self.dead.path)
+        return failed_from
 
     async def _connect(self) -> bool:
         """Topics (re-created if the broker lost them) and a fresh producer; False while unreachable."""
@@ -592,15 +441,7 @@ class KafkaEventSink:
             async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
                 created = await ensure(self.bootstrap_servers, self.topics, self.partitions, self.replication)
                 producer, self.idempotent = await start_producer(
-                    lambda idempotent: AIOKafkaProducer(
-                        bootstrap_servers=self.bootstrap_servers,
-                        acks="all",
-                        linger_ms=5,
-                        enable_idempotence=idempotent,
-                        request_timeout_ms=int(self.send_timeout_s * 1000),
-                        retry_backoff_ms=100,
-                        max_batch_size=1 if self.single_record_batches else _BATCH_BYTES,
-                    ),
+                    lambda idempotent: self._sender.producer(self.bootstrap_servers, self.send_timeout_s, idempotent),
                     self.bootstrap_servers, idempotent=not self.embedded)
         except Exception as exc:
             self.last_error = f"connect: {type(exc).__name__}: {exc}"
@@ -608,40 +449,17 @@ class KafkaEventSink:
             return False
         self._producer = producer
         ours = {self.topics.decisions, self.topics.traces, self.topics.outcomes}
-        if self._connected_once and self._recent and (ours & set(created) or await self._log_shrank()):
+        if self._connected_once and self._acks.recent and (
+                ours & set(created) or await self._acks.log_shrank(self.bootstrap_servers, max(self.send_timeout_s, 5.0))):
             # The broker came back empty: what it had acknowledged but nobody consumed yet is gone.
-            log.warning("broker lost its topics; re-sending the last %d acknowledged events", len(self._recent))
-            self._acked.clear()
-            self._resend = list(self._recent) + self._resend
-            self._recent.clear()
+            lost = self._acks.take_lost()
+            log.warning("broker lost its topics; re-sending the last %d acknowledged events", len(lost))
+            self._resend = lost + self._resend
         self._connected_once = True
         if self._down:
             log.info("broker reachable at %s", self.bootstrap_servers)
         self._down = False
         return True
-
-    async def _log_shrank(self) -> bool:
-        """Did the broker come back with a shorter log than it acknowledged to us (restarted empty)?
-        When it cannot tell, say yes: re-sent events are deduplicated by event_id downstream."""
-        tps = [TopicPartition(t, p) for t, p in self._acked]
-        if not tps:
-            return False
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                    request_timeout_ms=int(max(self.send_timeout_s, 5.0) * 1000))
-        try:
-            async with asyncio.timeout(max(self.send_timeout_s, 5.0)):
-                await consumer.start()
-                ends = await consumer.end_offsets(tps)
-        except Exception as exc:
-            log.warning("cannot read the broker's log end offsets (%s); re-sending recent events", exc)
-            return True
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-        shrank = [tp for tp in tps if ends.get(tp, 0) <= self._acked[(tp.topic, tp.partition)]]
-        if shrank:
-            self._acked.clear()  # the new log's offsets start over
-        return bool(shrank)
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -652,16 +470,3 @@ class KafkaEventSink:
         except Exception:  # a producer of a dead broker may not stop cleanly; drop it
             log.debug("producer did not stop cleanly", exc_info=True)
 
-
-class Ack(NamedTuple):
-    """Where the broker put one event."""
-
-    topic: str
-    partition: int
-    offset: int
-
-
-def _outcome(r: Any, timeout: BaseException) -> Any:
-    """What a send came to when the produce timed out: its ack or error, else the timeout (unconfirmed:
-    it is sent again later, and consumers deduplicate by event id)."""
-    return r if isinstance(r, Ack | BaseException) else timeout

@@ -150,6 +150,13 @@ class Journal:
         self.deleted += gone
         return gone
 
+    def broker_replaced(self) -> None:
+        """The broker was started afresh after every group had read (and the sink stored) all it had:
+        the offsets closed segments wait for belong to the old log, and what they hold is stored."""
+        for seg in self.segments:
+            if seg.needs is not None:
+                seg.needs = {}
+
     def pending_events(self) -> int:
         return self.seq - (self.segments[0].first if self.segments else self.seq)
 

@@ -188,3 +188,16 @@ def dead_letter_row(topic: str, partition: int, offset: int, reason: str, payloa
         "reason": reason[:2000],
         "payload": payload[:65536].hex(),
     }
+
+
+# Events whose string fields are cut to ``FIELD_LIMIT`` (a policy snapshot must stay whole).
+_BOUNDED = frozenset({"Trace", "Decision", "Outcome"})
+
+
+def encode_event(codec: EventCodec, name: str, value: dict[str, Any]) -> tuple[bytes | None, bytes]:
+    """The Kafka key and Avro bytes of one event (``value`` has the schema's fields: ``conform`` or
+    ``decision_event``): long strings cut (``bounded``), keyed by ``session_id`` (a snapshot by its
+    ``policy``) so a session's events meet in one partition."""
+    event = bounded(value, keep=("features",)) if name in _BOUNDED else value
+    key = event.get("policy") if name == "PolicySnapshot" else event.get("session_id")
+    return (str(key).encode() if key else None), codec.encode(name, event)

@@ -73,6 +73,20 @@ class StreamServices:
             await self.emitter.final_trim()
 
 
+def consumer_groups(topics: Topics, roles: Iterable[str]) -> dict[str, list[str]]:
+    """Each consumer group the agents run, and the topics it reads (``app_id`` is the workers' group)."""
+    from streams.agents.app import DEFAULT_APP_ID
+    from streams.agents.sink import SINK_GROUP
+
+    roles = set(roles)
+    worker = ([topics.requests] if "router" in roles else []) + (
+        [topics.decisions, topics.traces, topics.outcomes] if "learner" in roles else [])
+    groups = {SINK_GROUP: [topics.traces, topics.decisions, topics.outcomes, topics.dlq]}
+    if worker:
+        groups[DEFAULT_APP_ID] = worker
+    return groups
+
+
 async def start_streams(
     settings: Settings,
     bootstrap_servers: str,

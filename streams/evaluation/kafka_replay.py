@@ -58,17 +58,14 @@ from streams.evaluation.datasets import OutcomeMatrix, load_dataset, task_contex
 from streams.evaluation.replay import (
     DEFAULT_KAFKA_MAX_LAG,
     DEFAULT_MAX_ATTEMPTS,
-    PASS_THRESHOLD,
-    Attempt,
     PaidOutcomes,
     ReplayReport,
     SeedRun,
     Session,
-    attempt_context,
+    TaskAttempts,
     bandit_settings,
     build_report,
     catalogue,
-    escalates,
     make_bandit,
     run_replay,
     score_run,
@@ -289,26 +286,19 @@ class KafkaRun:
         sessions: list[Session] = []
         for t in order:
             session_id = f"replay-{self.tag}-{matrix.tasks[t].task_id}"
-            tried: list[str] = []
-            attempts: list[Attempt] = []
-            for k in range(1, max_attempts + 1):
-                arms = [m for m in matrix.models if m not in tried]
-                if not arms:
-                    break
+            attempts = TaskAttempts(t, contexts[t], matrix.models, max_attempts)
+            while not attempts.done:
                 await self._sync(max_lag)
-                policy = self.gateway.policy  # the reference the gateway holds right now
-                ctx = attempt_context(contexts[t], k, tried, max_attempts)
-                if k > 1 and not escalates(policy, ctx, arms):
+                pick = attempts.decide(self.gateway.policy)  # the reference the gateway holds right now
+                if pick is None:
                     break
-                arm, propensity, confidence = policy.predict_one(ctx, arms)
                 self.stats.decisions += 1
-                success, cost = outcomes.pay(int(t), model_index[arm])
-                self._publish(session_id, k, arm, ctx, propensity, confidence, (success, cost))
-                attempts.append(Attempt(arm, success, cost, propensity, confidence))
-                tried.append(arm)
-                if success >= PASS_THRESHOLD:
-                    break
-            sessions.append(Session(int(t), attempts))
+                success, cost = outcomes.pay(int(t), model_index[pick.arm])
+                k = len(attempts.tried) + 1
+                self._publish(session_id, k, pick.arm, pick.context, pick.propensity, pick.confidence,
+                              (success, cost))
+                attempts.record(pick, success, cost, told=success)
+            sessions.append(attempts.session)
         return sessions
 
     async def drain(self) -> int:

@@ -64,6 +64,14 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> None:
+        self.spawn()
+        if not wait_for_port(self.host, self.port, timeout_s):
+            self.stop()
+            raise RuntimeError(f"embedded broker did not listen on {self.bootstrap_servers} in {timeout_s}s")
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to listen. Call it from the thread that lives as
+        long as the broker should: PR_SET_PDEATHSIG fires when the *thread* that forked exits."""
         url = f"tcp://{self.host}:{self.port}"
         cmd = [
             str(tansu_binary()), "broker",
@@ -85,12 +93,31 @@ class EmbeddedBroker:
         )
         if log_file is not None:
             log_file.close()
-        if not wait_for_port(self.host, self.port, timeout_s):
-            self.stop()
-            raise RuntimeError(f"embedded broker did not listen on {self.bootstrap_servers} in {timeout_s}s")
+
+    def listening(self, timeout_s: float) -> bool:
+        """Whether the process runs and accepts connections within ``timeout_s``."""
+        return wait_for_port(self.host, self.port, timeout_s) and self.alive()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the broker process (0 when it is not running)."""
+        pid = self.pid
+        if pid is None:
+            return 0
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
 
     def stop(self, timeout_s: float = 5.0) -> None:
         proc, self.process = self.process, None

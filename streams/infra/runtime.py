@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,6 @@ from streams.infra.serve import HttpServer
 from streams.infra.stack import Stack
 from streams.infra.worker_process import AnalyticsProxy, WorkerProcess
 from streams.reliability.limits import keep_spend
-from streams.reliability.redact import install
 
 
 def make_router(settings: Settings) -> Any:
@@ -125,7 +123,9 @@ async def run_service(
 ) -> None:
     """Serve until ``wait`` returns. ``gateway`` and ``workers`` together (``up``) run the workers in a
     second process unless ``split`` is False (then everything shares this one)."""
-    from streams.agents.service import StreamServices, start_streams
+    from streams.agents.service import StreamServices, consumer_groups, start_streams
+    from streams.agents.topics import Topics
+    from streams.infra.retention import BrokerKeeper
 
     # ``up``: the agents, the sink and ClickHouse in a second process (see streams.infra.worker_process).
     apart = gateway and workers and split
@@ -133,6 +133,8 @@ async def run_service(
     server: HttpServer | None = None
     streams: StreamServices | None = None
     spend_keeper: asyncio.Task[None] | None = None
+    broker_keeper: asyncio.Task[None] | None = None
+    keeper: BrokerKeeper | None = None
     proxy: AnalyticsProxy | None = None
     try:
         if apart:
@@ -181,6 +183,11 @@ async def run_service(
                 merged.update(proxy.components)
             for name, state in running.health().items():
                 merged[name] = {"ok": state == "ok", "detail": state}
+            if keeper is not None:
+                k = keeper.stats
+                merged["broker retention"] = {"ok": True, "detail": (
+                    f"{k.last_rss_mb:.0f} MB of {keeper.max_rss_mb:.0f}; started afresh {k.recycles} times, "
+                    f"after exiting {k.restarts} times")}
             return merged
 
         def health() -> dict[str, Any]:
@@ -196,15 +203,16 @@ async def run_service(
             app = create_health_app(health)
         server = HttpServer(app, settings.server.host, settings.server.port)
         if gateway:
-            # After uvicorn set up its loggers: every handler (root's and uvicorn's) redacts secrets,
-            # the upstream keys' values included.
-            redactor = app.state.gateway.reliability.redactor
-            install(redactor)
-            install(redactor, logging.getLogger("uvicorn"))
-        if gateway:
             limits = app.state.gateway.reliability.limits
             limits.load(spend_path(settings))
             spend_keeper = asyncio.create_task(keep_spend(limits, spend_path(settings)), name="weave-spend")
+        if stack.broker is not None and workers:
+            # Bounded memory: the embedded broker never frees a record (streams.infra.retention).
+            keeper = BrokerKeeper(stack.broker, Topics(), consumer_groups(Topics(), ("router", "learner")),
+                                  partitions=settings.kafka.partitions, emitter=streams.emitter,
+                                  max_rss_mb=settings.kafka.embedded_max_rss_mb,
+                                  interval_s=settings.kafka.embedded_check_interval_s)
+            broker_keeper = asyncio.create_task(keeper.run(), name="weave-broker-keeper")
         await server.start()
         stack.state.set("http", True, server.url)
         for comp in stack.state.components.values():
@@ -215,6 +223,10 @@ async def run_service(
     finally:
         if server is not None:
             await server.stop()
+        if broker_keeper is not None:
+            broker_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await broker_keeper
         if spend_keeper is not None:
             spend_keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError):

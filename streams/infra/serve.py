@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from streams.ingress.connections import ConnectionLimits, guarded_protocol
+from streams.ingress.connections import ConnectionLimits
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -42,17 +42,14 @@ class HttpServer:
 
     def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning",
                  limits: ConnectionLimits | None = None) -> None:
-        from streams.ingress.app import connection_limits  # the app's settings decide the limits
+        from streams.ingress.app import connection_limits, uvicorn_config  # the app's settings decide the limits
 
         self.sock = bind_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         limits = limits or connection_limits(app)
-        config = uvicorn.Config(
-            app, log_level=log_level, access_log=False, lifespan="auto",
-            http=guarded_protocol(limits), loop="none", timeout_keep_alive=limits.keep_alive_whole_s, backlog=2048,
-            # Less work per response: no Server/Date headers, no X-Forwarded parsing (we listen on loopback).
-            server_header=False, date_header=False, proxy_headers=False,
-        )
+        # Less work per response: no Server/Date headers, no X-Forwarded parsing (we listen on loopback).
+        config = uvicorn_config(app, limits=limits, loop="none", lifespan="auto", log_level=log_level,
+                                server_header=False, date_header=False, proxy_headers=False)
         self.server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
 

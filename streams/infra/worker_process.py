@@ -214,7 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embedded", action="store_true")
     parser.add_argument("--sim-url")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from streams.config import Settings
+    from streams.reliability.redact import Redactor, configure_logging
+
+    # This process calls providers too (the router agent in execute mode): its logs redact their keys.
+    configure_logging(Redactor.from_settings(Settings.model_validate(json.loads(Path(args.settings).read_text()))))
     import uvloop
 
     with contextlib.suppress(KeyboardInterrupt):

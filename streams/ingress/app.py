@@ -172,7 +172,9 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(app: Starlette, *, limits: ConnectionLimits | None = None, **kwargs: object) -> uvicorn.Config:
-    """The fast stack: uvloop + httptools (guarded), no access log (traces carry that), lifespan on."""
+    """The fast stack: uvloop + httptools (guarded), no access log (traces carry that), lifespan on.
+    No logging config of uvicorn's own: its records propagate to the process's one (redacting) root
+    handler (``streams.reliability.redact.configure_logging``)."""
     limits = limits or connection_limits(app)
     opts: dict[str, object] = {
         "loop": "uvloop",
@@ -180,6 +182,7 @@ def uvicorn_config(app: Starlette, *, limits: ConnectionLimits | None = None, **
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",
+        "log_config": None,
         "backlog": 2048,
         "timeout_keep_alive": limits.keep_alive_whole_s,
     }

@@ -41,7 +41,7 @@ from streams.ingress.responses_compact import (
 )
 from streams.ingress.responses_history import TERMINAL_EVENTS, input_items, replayable, response_in, terminal_response
 from streams.translation import sse
-from streams.translation.openai_responses import tool_namespaces
+from streams.translation.openai_responses import client_tools
 
 DIALECT = "openai_responses"
 ANONYMOUS = "anonymous"  # the owner of responses made without any key
@@ -60,9 +60,10 @@ class OpenAIResponsesCore(ServingCore):
         self.store = ResponseStore(Path(gateway.settings.data_dir), gateway.settings.responses)
 
     def render_options(self, ex: Exchange) -> dict[str, Any]:
-        # Codex groups tools in namespaces; calls of those (flattened upstream) must come back in them.
-        namespaces = tool_namespaces(ex.req) if ex.req is not None else {}
-        return {"tool_namespaces": namespaces} if namespaces else {}
+        # Codex groups tools in namespaces and offers custom (freeform) tools; calls of those (sent
+        # upstream as plain functions) must come back as Codex declared them.
+        tools = client_tools(ex.req) if ex.req is not None else {}
+        return {"client_tools": tools} if tools else {}
 
     async def with_history(self, ex: Exchange, body: dict[str, Any]) -> dict[str, Any] | Refusal:
         prev = body.get("previous_response_id")

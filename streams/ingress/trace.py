@@ -100,7 +100,7 @@ def build_trace(ex: Exchange, frontier: ModelSettings | None, latency_ms: float)
         cached_tokens=u.cached_input_tokens,
         cost_usd=spent,
         baseline_cost_usd=baseline,
-        attempts=len(ex.attempts) if ex.attempts else (1 if d is not None else 0),
+        attempts=len(ex.attempts),  # upstream calls made: 0 for an answer that never left the gateway
         source=ex.source,
         task_type=str(task),
         client=client_of(ex),

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
 REDACTED = "[REDACTED]"
 
@@ -141,7 +141,8 @@ def redact(text: str) -> str:
 class RedactingFilter(logging.Filter):
     """Rewrites each record so its message, args and exception text carry no secrets.
 
-    Attach it to handlers (``install``): a filter on a logger does not see records of its child loggers.
+    Attach it to handlers (``configure_logging``): a filter on a logger does not see records of its
+    child loggers.
     """
 
     def __init__(self, redactor: Redactor | None = None) -> None:
@@ -166,15 +167,23 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install(redactor: Redactor | None = None, logger: logging.Logger | None = None) -> RedactingFilter:
-    """Add one ``RedactingFilter`` to every handler of ``logger`` (root by default). Idempotent."""
-    logger = logger or logging.getLogger()
-    flt = RedactingFilter(redactor)
-    for h in logger.handlers:
-        for old in [f for f in h.filters if isinstance(f, RedactingFilter)]:
-            h.removeFilter(old)
-        h.addFilter(flt)
-    return flt
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(redactor: Redactor | None = None, *, level: int = logging.WARNING,
+                      stream: IO[str] | None = None, logger: logging.Logger | None = None) -> logging.Handler:
+    """A process's one logging set-up, done once when it knows its settings: one handler on ``logger``
+    (root by default) that redacts secrets from every record. Everything else, uvicorn included
+    (``HttpServer`` gives it no handlers of its own), propagates to it."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactingFilter(redactor))
+    target = logger or logging.getLogger()
+    for old in list(target.handlers):
+        target.removeHandler(old)
+    target.addHandler(handler)
+    target.setLevel(level)
+    return handler
 
 
 class ContentLog:

@@ -87,13 +87,28 @@ class Message:
 
 
 @dataclass(slots=True)
+class CustomTool:
+    """An OpenAI custom (freeform) tool as the client declared it: its own description and input
+    format, free text (``syntax`` None) or text in a grammar (``syntax`` ``lark``/``regex``)."""
+
+    description: str = ""
+    syntax: str | None = None
+    definition: str = ""
+
+
+@dataclass(slots=True)
 class Tool:
-    """A function tool. ``kind`` keeps the source type for tools a dialect has and others do not."""
+    """A function tool. ``kind`` keeps the source type for tools a dialect has and others do not.
+
+    A custom tool (``custom`` set) is held in its function form, one string argument ``input``
+    (``streams.translation.custom_tools``), which is what dialects without custom tools are sent.
+    """
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
     kind: str = "function"
+    custom: CustomTool | None = None
 
 
 @dataclass(slots=True)

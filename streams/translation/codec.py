@@ -19,6 +19,7 @@ from streams.translation.canonical import (
     Dialect,
     StopReason,
     StreamEvent,
+    Tool,
     Usage,
 )
 from streams.translation.scanner import UsageScanner
@@ -48,7 +49,8 @@ class RenderResponse(Protocol):
     """The canonical response -> this dialect's body, named ``model`` for the client.
 
     ``keep_signatures``: reasoning that came from this dialect's provider may be sent back as it is;
-    ``tool_namespaces``: tool name -> the client's namespace (OpenAI Responses). A dialect without
+    ``client_tools``: the client's tools whose calls must come back as declared (OpenAI Responses:
+    custom tools, tools flattened out of a namespace), by name. A dialect without
     either ignores it.
     """
 
@@ -58,7 +60,7 @@ class RenderResponse(Protocol):
         *,
         model: str,
         keep_signatures: bool = ...,
-        tool_namespaces: dict[str, str] | None = None,
+        client_tools: dict[str, Tool] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -100,7 +102,7 @@ class NewStreamWriter(Protocol):
         *,
         include_usage: bool = False,
         keep_signatures: bool = False,
-        tool_namespaces: dict[str, str] | None = None,
+        client_tools: dict[str, Tool] | None = None,
     ) -> StreamWriter: ...
 
 

@@ -34,6 +34,7 @@ from streams.infra.serve import HttpServer
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.server import running_sim
 from streams.storage.migrations import migrate
+from tests._support import sse_frames
 
 PATHS = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses",
          "anthropic_messages": "/v1/messages"}
@@ -234,26 +235,12 @@ def _error_shape(dialect: str, body: Any) -> str | None:
     return None
 
 
-def _frames(raw: bytes) -> list[tuple[str | None, str]]:
-    frames = []
-    for block in raw.decode("utf-8", "replace").replace("\r\n", "\n").split("\n\n"):
-        event, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip())
-        if data:
-            frames.append((event, "\n".join(data)))
-    return frames
-
-
 def judge_stream(dialect: str, raw: bytes) -> tuple[str, str]:
     """("ok" | "clean" | "other", detail) for a 200 SSE body: it must be well formed to the end and end
     either with the dialect's completion or with the dialect's error event."""
     if b"Traceback" in raw:
         return "other", "traceback in stream"
-    frames = _frames(raw)
+    frames = sse_frames(raw)
     if not frames:
         return "other", "empty stream"
     objs: list[tuple[str | None, Any]] = []

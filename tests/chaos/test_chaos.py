@@ -25,9 +25,12 @@ from pathlib import Path
 import httpx
 import pytest
 from _stack import Observed, Outcome, drive, judge_body, observe, publish, render_table, running_stack
+from aiokafka import AIOKafkaProducer
 
+from streams.agents.service import consumer_groups
 from streams.config import Settings
 from streams.infra.broker import EmbeddedBroker
+from streams.infra.retention import BrokerKeeper
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -139,6 +142,45 @@ async def test_broker_killed_and_restarted(base_settings: Settings, chdb_url: st
             assert emitter.spill.appended > 0, "the outage was not noticed: the scenario tested nothing"
     finally:
         holder[0].stop()
+    _finish(chaos_results, obs)
+
+
+async def test_broker_started_afresh_for_memory(base_settings: Settings, chdb_url: str, tmp_path: Path,
+                                                chaos_results: list[Observed]) -> None:
+    """The retention of the embedded broker: past its memory limit (here: any size) the keeper holds
+    the emitter, waits until the sink group has read everything, carries the policy snapshot over and
+    starts the broker afresh on the same port, under load. Nothing is lost, nothing is re-sent."""
+    t0 = time.monotonic()
+    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
+    broker.start()
+    n = 240
+    try:
+        async with running_stack(base_settings, broker.bootstrap_servers, chdb_url, tmp_path / "svc") as st, \
+                _client() as http:
+            emitter = st.services.emitter
+            assert emitter is not None
+            keeper = BrokerKeeper(broker, st.topics, consumer_groups(st.topics, ()), partitions=4, emitter=emitter,
+                                  max_rss_mb=1.0, settle_s=15.0, quiet_s=0.5)
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, max_batch_size=1)
+            await producer.start()
+            for version in (6, 7):  # the newest per learner is what followers need
+                await producer.send_and_wait(st.topics.policy, f"snapshot-v{version}".encode(), key=b"learner-1")
+            await producer.stop()
+            old_pid = broker.pid
+            actions: list[str] = []
+
+            async def recycle() -> None:
+                actions.append(await keeper.check())
+
+            outcomes = await drive(http, st.url, n, rate=RATE, hooks={80: recycle, 160: recycle})
+            obs = await observe(st, "broker started afresh", "memory limit passed twice under load", outcomes, t0,
+                                notes=f"keeper: {', '.join(actions)}; emitter held {keeper.stats.last_recycle_s:.2f} s, "
+                                      f"re-sent {emitter.resent}")
+            assert "recycled" in actions and broker.pid != old_pid, actions
+            assert emitter.resent == 0  # everything it had sent was read before the old broker went
+            assert (await keeper._latest(st.topics.policy)) == {b"learner-1": b"snapshot-v7"}
+    finally:
+        broker.stop()
     _finish(chaos_results, obs)
 
 

@@ -7,7 +7,9 @@ shell tool with ``touch <marker>`` first; after the tool result it answers with 
 result, so the sentence proves the second request carried the tool result through any translation).
 Every CLI runs once per provider dialect: the same dialect as the client and the others. gemini-cli
 edits a file (its ``replace`` tool, scripted) and answers a plain prompt on the default config, where
-its own model names (``gemini-2.5-pro``...) are routed.
+its own model names (``gemini-2.5-pro``...) are routed. Codex edits a file with its freeform
+``apply_patch`` (a custom tool), straight to the simulator and through each other provider dialect,
+given model metadata by the README's ``model_catalog_json`` recipe.
 
 What a user would see is what is checked: the CLI exits 0, reports the simulator's final answer, the
 marker file exists (the tool really ran), the gateway's /metrics count the requests on the intended
@@ -221,12 +223,15 @@ def test_claude_code_completes_a_tool_round_trip(
 
 
 # -- Codex (OpenAI Responses) ---------------------------------------------------------------------------
-def _codex_config(service: Service, model: str, script: str, base_url: str | None = None) -> str:
+def _codex_config(
+    service: Service, model: str, script: str, base_url: str | None = None, catalog: Path | None = None
+) -> str:
     # json.dumps gives a valid TOML basic string (same escapes).
     base_url = base_url or service.url + "/v1"
     return (
         f"model = {json.dumps(model)}\n"
-        'model_provider = "weave"\n\n'
+        + (f"model_catalog_json = {json.dumps(str(catalog))}\n" if catalog is not None else "")
+        + 'model_provider = "weave"\n\n'
         "[model_providers.weave]\n"
         'name = "Weave Router"\n'
         f"base_url = {json.dumps(base_url)}\n"
@@ -304,6 +309,86 @@ def test_codex_applies_the_simulators_apply_patch(codex: Path, service: Service,
     assert (work / "hello.py").read_text() == "print('bye')\n"
     messages = [i["text"] for i in items if i.get("type") == "agent_message"]
     assert messages and messages[-1].startswith(FINAL_ANSWER), messages
+
+
+def _codex_catalog(codex: Path, env: dict[str, str], slug: str, path: Path) -> Path:
+    """The README's recipe: Codex's bundled model catalog plus ``slug`` described as gpt-5.5 is, so
+    Codex knows the gateway's model name and offers its freeform ``apply_patch`` tool for it."""
+    proc = subprocess.run(
+        [str(codex), "debug", "models", "--bundled"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=CLI_TIMEOUT_S, check=True,
+    )  # fmt: skip
+    catalog = json.loads(proc.stdout)
+    known = next(m for m in catalog["models"] if m["slug"] == "gpt-5.5")
+    assert known["apply_patch_tool_type"] == "freeform", known["apply_patch_tool_type"]
+    catalog["models"].append({**known, "slug": slug, "display_name": slug, "upgrade": None})
+    path.write_text(json.dumps(catalog))
+    return path
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param(ANTHROPIC_SMALL, id="cross-dialect-anthropic"),
+        pytest.param(CHAT_CHEAP, id="cross-dialect-chat"),
+        pytest.param(GEMINI_FLASH, id="cross-dialect-gemini"),
+    ],
+)
+def test_codex_edits_a_file_with_apply_patch_through_a_cross_dialect_route(
+    codex: Path, service: Service, tmp_path: Path, target: Target
+) -> None:
+    """Codex offers its custom ``apply_patch`` (the catalog gives the model name metadata); the provider
+    gets it as a function of one string and calls it; Codex gets a ``custom_tool_call`` and patches."""
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
+    for d in (home, codex_home, work):
+        d.mkdir()
+    (work / "hello.py").write_text("print('hello')\n")
+    env = {**child_env(), "HOME": str(home), "CODEX_HOME": str(codex_home), "WEAVE_KEY": "x"}
+    catalog = _codex_catalog(codex, env, target.model, codex_home / "weave-models.json")
+    script = json.dumps({"edit": {"path": "hello.py", "old": "print('hello')", "new": "print('bye')"}})
+    (codex_home / "config.toml").write_text(_codex_config(service, target.model, script, catalog=catalog))
+    counts = Counts(service)
+    proc = subprocess.run(
+        [str(codex), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+         "--color", "never", "--json", "Change hello.py so that it prints bye."],
+        env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )  # fmt: skip
+    assert proc.returncode == 0, _failure(proc, service)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    items = [e["item"] for e in events if e.get("type") == "item.completed"]
+    changes = [i for i in items if i.get("type") == "file_change"]
+    assert [(c["status"], [ch["kind"] for ch in c["changes"]]) for c in changes] == [("completed", ["update"])], items
+    assert not [i for i in items if i.get("type") == "command_execution"], items  # not through the shell
+    assert (work / "hello.py").read_text() == "print('bye')\n"
+    messages = [i["text"] for i in items if i.get("type") == "agent_message"]
+    assert messages and messages[-1].startswith(FINAL_ANSWER), messages
+    assert not any(e.get("type") in ("turn.failed", "error") for e in events), events
+    counts.check("openai_responses", target)
+
+
+def test_codex_on_the_readme_config_edits_with_apply_patch_on_router_auto(
+    codex: Path, service: Service, tmp_path: Path
+) -> None:
+    """The README's Codex setup as it is: ``router/auto`` (whichever model the router picks) with the
+    catalog, and an unscripted edit request: Codex patches the file with ``apply_patch``."""
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex", tmp_path / "work"
+    for d in (home, codex_home, work):
+        d.mkdir()
+    (work / "hello.py").write_text("print('hello')\n")
+    env = {**child_env(), "HOME": str(home), "CODEX_HOME": str(codex_home), "WEAVE_KEY": "x"}
+    catalog = _codex_catalog(codex, env, "router/auto", codex_home / "weave-models.json")
+    (codex_home / "config.toml").write_text(_codex_config(service, "router/auto", "{}", catalog=catalog))
+    proc = subprocess.run(
+        [str(codex), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+         "--color", "never", "--json", "Edit hello.py so that it prints bye."],
+        env=env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )  # fmt: skip
+    assert proc.returncode == 0, _failure(proc, service)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    items = [e["item"] for e in events if e.get("type") == "item.completed"]
+    changes = [i for i in items if i.get("type") == "file_change"]
+    assert [c["status"] for c in changes] == ["completed"], items
+    assert (work / "hello.py").read_text() != "print('hello')\n"
 
 
 # -- gemini-cli (Gemini API) ------------------------------------------------------------------------------

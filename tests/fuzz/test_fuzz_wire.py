@@ -8,25 +8,23 @@ arrives, the answer is a well-formed HTTP response that is never a 5xx, and ever
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.agents.feedback import build_outcome
-from streams.infra.serve import HttpServer
 from streams.ingress.app import create_app
 from streams.ingress.gateway import Gateway
 from streams.providers.client import UpstreamClient
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.server import running_sim
 from streams.routing.router import Router
+from tests._support import http_server, in_background_loop
 from tests.fuzz._fuzz import DERANDOMIZE, EXAMPLES, near_valid
 from tests.fuzz.test_fuzz_http import MODELS, POST_PATHS, gateway_settings
 
@@ -103,41 +101,20 @@ def raw_request(draw: st.DrawFn) -> bytes:
 @contextlib.contextmanager
 def wire_gateway() -> Iterator[tuple[str, int]]:
     """The fuzz gateway behind the production HTTP server, in a background thread."""
-    ready = threading.Event()
-    box: list[object] = []
-    stop: list[asyncio.Event] = []
     s = gateway_settings().model_copy(deep=True)
     s.server.read_timeout_s = 2.0
     s.reliability.connections.header_timeout_s = 2.0
 
-    async def main() -> None:
-        stop.append(asyncio.Event())
-        try:
-            async with running_sim(SimConfig(ttft_ms=0, tokens_per_s=0, reply_tokens=8, chunk_tokens=4)) as sim_url:
-                # Feedback validated as the service validates it (nothing published).
-                app = create_app(Gateway(s, Router(s), UpstreamClient(sim_url)), lambda p: build_outcome(p))
-                server = HttpServer(app, "127.0.0.1", 0)
-                await server.start()
-                box.append((server.host, server.port))
-                ready.set()
-                await stop[0].wait()
-                await server.stop()
-        except BaseException as exc:
-            box.append(exc)
-            ready.set()
+    @contextlib.asynccontextmanager
+    async def serve() -> AsyncIterator[tuple[str, int]]:
+        async with running_sim(SimConfig(ttft_ms=0, tokens_per_s=0, reply_tokens=8, chunk_tokens=4)) as sim_url:
+            # Feedback validated as the service validates it (nothing published).
+            app = create_app(Gateway(s, Router(s), UpstreamClient(sim_url)), lambda p: build_outcome(p))
+            async with http_server(app) as server:
+                yield server.host, server.port
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    ready.wait(20)
-    if not box or isinstance(box[0], BaseException):
-        raise RuntimeError("wire fuzz gateway failed to start") from (box[0] if isinstance(box[0], BaseException) else None)
-    try:
-        yield box[0]  # type: ignore[misc]
-    finally:
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join(15)
-        loop.close()
+    with in_background_loop(serve, what="wire fuzz gateway") as address:
+        yield address
 
 
 def exchange(host: str, port: int, data: bytes) -> bytes:

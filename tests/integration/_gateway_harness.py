@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import tempfile
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,9 @@ from streams.providers.sim.config import SimConfig
 from streams.providers.sim.server import running_sim
 from streams.routing.decision import Decision
 from streams.translation.canonical import CanonicalRequest
+from tests._support import in_background_loop, sse_frames
+
+__all__ = ["sse_frames"]  # re-exported for the tests that read streams
 
 DIALECTS = ("openai_chat", "openai_responses", "anthropic_messages")
 # Gemini as well (no official Python SDK in the test environment: its tests speak HTTP directly).
@@ -148,47 +150,29 @@ def running_stack(
     settings = settings or make_settings()
     sim = sim or SimConfig(ttft_ms=0.0, tokens_per_s=0.0,
                            models={"m-chat": 0.7, "m-resp": 0.8, "m-anth": 0.9, "m-gem": 0.75})
-    ready = threading.Event()
-    box: list[Any] = []
-    stop: list[asyncio.Event] = []
 
-    async def main() -> None:
-        stop.append(asyncio.Event())
-        try:
-            async with running_sim(sim) as sim_url:
-                client = RecordingClient(sim_url)
-                events = MemoryEventSink()
-                gateway = Gateway(settings, (router or TestRouter)(settings), client, events)
-                server = uvicorn.Server(uvicorn_config(create_app(gateway)))
-                sock = listen_socket("127.0.0.1", 0)
-                port = sock.getsockname()[1]
-                task = asyncio.ensure_future(server.serve(sockets=[sock]))
-                while not server.started:
-                    if task.done():
-                        task.result()
-                    await asyncio.sleep(0.005)
-                box.append(Stack(f"http://127.0.0.1:{port}", sim_url, gateway, client, events,
-                                 asyncio.get_running_loop()))
-                ready.set()
-                await stop[0].wait()
+    @contextlib.asynccontextmanager
+    async def serve() -> AsyncIterator[Stack]:
+        async with running_sim(sim) as sim_url:
+            client = RecordingClient(sim_url)
+            events = MemoryEventSink()
+            gateway = Gateway(settings, (router or TestRouter)(settings), client, events)
+            server = uvicorn.Server(uvicorn_config(create_app(gateway)))
+            sock = listen_socket("127.0.0.1", 0)
+            port = sock.getsockname()[1]
+            task = asyncio.ensure_future(server.serve(sockets=[sock]))
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.005)
+            try:
+                yield Stack(f"http://127.0.0.1:{port}", sim_url, gateway, client, events, asyncio.get_running_loop())
+            finally:
                 server.should_exit = True
                 await asyncio.wait_for(task, 10)
-        except BaseException as exc:
-            box.append(exc)
-            ready.set()
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    ready.wait(15)
-    if not box or isinstance(box[0], BaseException):
-        raise RuntimeError("gateway stack failed to start") from (box[0] if box else None)
-    try:
-        yield box[0]
-    finally:
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join(15)
-        loop.close()
+    with in_background_loop(serve, what="gateway stack", start_timeout_s=15) as stack:
+        yield stack
 
 
 # --- reducing responses to comparable facts ------------------------------------------------------
@@ -265,20 +249,6 @@ def facts_from_body(dialect: str, body: dict[str, Any]) -> Facts:
     total_in = u.get("input_tokens", 0) + (u.get("cache_read_input_tokens") or 0) + (
         u.get("cache_creation_input_tokens") or 0)
     return Facts(text, calls, body["stop_reason"], total_in, u.get("output_tokens", 0))
-
-
-def sse_frames(raw: bytes) -> list[tuple[str | None, str]]:
-    frames = []
-    for block in raw.decode().replace("\r\n", "\n").split("\n\n"):
-        event, data = None, []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip())
-        if data:
-            frames.append((event, "\n".join(data)))
-    return frames
 
 
 def facts_from_stream(dialect: str, raw: bytes) -> Facts:

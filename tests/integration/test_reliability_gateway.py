@@ -250,6 +250,8 @@ def test_breaker_opens_on_5xx_storm_fails_over_then_recovers() -> None:
         resp = post(st, "anthropic_messages", "m-chat", None)
         assert resp.status_code == 503 and error_of("anthropic_messages", resp)["type"] == "overloaded_error"
         assert "circuit open" in resp.json()["error"]["message"] and "retry-after" in resp.headers
+        refused = trace_for(st, resp.headers["x-request-id"])
+        assert (refused["status"], refused["attempts"]) == (503, 0)  # nothing was sent upstream
         # After the cool-down: one probe (the storm is over) closes it again.
         time.sleep(0.6)
         assert httpx.get(st.url + "/health").json()["components"]["breaker:p-chat/m-chat"] == "degraded"

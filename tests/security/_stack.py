@@ -5,11 +5,9 @@ endpoints, feedback, analytics over chDB, dashboard, metrics) served by the prod
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +16,6 @@ from starlette.routing import Route
 from streams.analytics.api import analytics_routes
 from streams.analytics.metrics import RouterMetrics, metrics_route
 from streams.config import Settings
-from streams.infra.serve import HttpServer
 from streams.ingress.app import create_app
 from streams.ingress.gateway import Gateway
 from streams.providers.client import UpstreamClient
@@ -26,6 +23,7 @@ from streams.providers.sim.config import SimConfig
 from streams.providers.sim.faults import FaultSpec
 from streams.providers.sim.server import running_sim
 from streams.routing.router import Router
+from tests._support import http_server, in_background_loop
 
 KEYS = {
     "models": "wr-sec-models-0123456789abcdefghij",
@@ -85,50 +83,28 @@ class Served:
 
 @contextlib.contextmanager
 def serving(settings: Settings, clickhouse: Any) -> Iterator[Served]:
-    ready = threading.Event()
-    box: list[Any] = []
-    stop: list[asyncio.Event] = []
+    @contextlib.asynccontextmanager
+    async def serve() -> AsyncIterator[Served]:
+        sim = SimConfig(ttft_ms=0.0, tokens_per_s=0.0, reply_tokens=8,
+                        faults=[FaultSpec("error", status=401, model="m-badkey")])
+        async with running_sim(sim) as sim_url:
+            gateway = Gateway(settings, Router(settings), UpstreamClient(sim_url))
+            learned: list[dict[str, Any]] = []
 
-    async def main() -> None:
-        stop.append(asyncio.Event())
-        try:
-            sim = SimConfig(ttft_ms=0.0, tokens_per_s=0.0, reply_tokens=8,
-                            faults=[FaultSpec("error", status=401, model="m-badkey")])
-            async with running_sim(sim) as sim_url:
-                gateway = Gateway(settings, Router(settings), UpstreamClient(sim_url))
-                learned: list[dict[str, Any]] = []
+            def feedback(payload: dict[str, Any]) -> dict[str, Any]:
+                learned.append(payload)
+                return {"event_id": "e", "session_id": payload.get("session_id"), "success": 1.0}
 
-                def feedback(payload: dict[str, Any]) -> dict[str, Any]:
-                    learned.append(payload)
-                    return {"event_id": "e", "session_id": payload.get("session_id"), "success": 1.0}
+            app = create_app(gateway, feedback)
+            app.router.routes.extend(analytics_routes(lambda: clickhouse, settings))
+            metrics = RouterMetrics()
+            app.router.routes.append(metrics_route(metrics))
+            _ = Route  # the runtime wraps /metrics the same way; the guard sits in front of both
+            async with http_server(app) as server:
+                yield Served(server.url, server.host, server.port, gateway, learned)
 
-                app = create_app(gateway, feedback)
-                app.router.routes.extend(analytics_routes(lambda: clickhouse, settings))
-                metrics = RouterMetrics()
-                app.router.routes.append(metrics_route(metrics))
-                _ = Route  # the runtime wraps /metrics the same way; the guard sits in front of both
-                server = HttpServer(app, "127.0.0.1", 0)
-                await server.start()
-                box.append(Served(server.url, server.host, server.port, gateway, learned))
-                ready.set()
-                await stop[0].wait()
-                await server.stop()
-        except BaseException as exc:
-            box.append(exc)
-            ready.set()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    ready.wait(20)
-    if not box or isinstance(box[0], BaseException):
-        raise RuntimeError("security stack failed to start") from (box[0] if box else None)
-    try:
-        yield box[0]
-    finally:
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join(15)
-        loop.close()
+    with in_background_loop(serve, what="security stack") as served:
+        yield served
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import io
 import logging
 from types import SimpleNamespace
 
-from streams.reliability.redact import REDACTED, ContentLog, RedactingFilter, Redactor, install, redact
+from streams.reliability.redact import REDACTED, ContentLog, RedactingFilter, Redactor, configure_logging, redact
 
 OPENAI = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
 ANTHROPIC = "sk-ant-api03-" + "xY9_zW8-vU7tS6rQ5pO4" * 3
@@ -64,12 +64,11 @@ def test_redact_obj_and_headers() -> None:
 
 def test_logging_filter_redacts_message_args_and_tracebacks() -> None:
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
     logger = logging.getLogger("test.redact")
-    logger.addHandler(handler)
     logger.propagate = False
-    install(Redactor(["env-literal-secret"]), logger)
-    install(Redactor(["env-literal-secret"]), logger)  # idempotent: one filter per handler
+    configure_logging(Redactor(["env-literal-secret"]), stream=stream, logger=logger)
+    handler = configure_logging(Redactor(["env-literal-secret"]), stream=stream, logger=logger)
+    assert logger.handlers == [handler]  # set up again: still one handler, one filter
     assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
     try:
         logger.warning("upstream %s refused key %s", "env-literal-secret", ANTHROPIC)

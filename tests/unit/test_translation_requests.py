@@ -202,7 +202,7 @@ def test_codex_function_call_output_to_anthropic() -> None:
     req = rs.parse_request(captured("codex_turn2_function_call_output_responses.json"))
     assert any("namespace" in d for d in req.extra["dropped"]) and any("web_search" in d for d in req.extra["dropped"])
     assert "close_agent" in {t.name for t in req.tools}
-    assert rs.tool_namespaces(req)["close_agent"] == "multi_agent_v1"
+    assert rs.client_tools(req)["close_agent"].kind == "namespace:multi_agent_v1"
     body = am.render_request(req, "claude-sonnet", supports_thinking=True)
     assert len(body["system"]) == 3 and body["max_tokens"] == 4096
     assistant, result = body["messages"][-2], body["messages"][-1]

@@ -86,6 +86,58 @@ def attempt_context(base: dict[str, float], attempt: int, failed: Sequence[str],
     return ctx
 
 
+@dataclass(slots=True)
+class Pick:
+    """One attempt's decision: where it was taken (context, the arms left) and what the policy said."""
+
+    context: dict[str, float]
+    arms: list[str]
+    arm: str
+    propensity: float
+    confidence: float
+
+
+class TaskAttempts:
+    """One task's attempts, decided one at a time: the loop of every replay, in process or through
+    the broker, which differ only in how the policy learns and where it comes from.
+
+        attempts = TaskAttempts(t, contexts[t], matrix.models, max_attempts)
+        while (pick := attempts.decide(policy)) is not None:
+            success, cost = outcomes.pay(t, ...)
+            attempts.record(pick, success, cost, told=success)
+        sessions.append(attempts.session)
+    """
+
+    def __init__(self, task: int, context: dict[str, float], models: Sequence[str], max_attempts: int) -> None:
+        self.base = context
+        self.models = models
+        self.max_attempts = max_attempts
+        self.tried: list[str] = []
+        self.session = Session(int(task), [])
+        self.done = max_attempts < 1
+
+    def decide(self, policy: ReplayPolicy) -> Pick | None:
+        """The next attempt's pick, or None when the task is done (told success, no attempts or models
+        left, or the policy's stop rule says a failed task is not worth another attempt)."""
+        if self.done:
+            return None
+        k = len(self.tried) + 1
+        arms = [m for m in self.models if m not in self.tried]
+        ctx = attempt_context(self.base, k, self.tried, self.max_attempts)
+        if not arms or (k > 1 and not escalates(policy, ctx, arms)):
+            self.done = True
+            return None
+        arm, propensity, confidence = policy.predict_one(ctx, arms)
+        return Pick(ctx, arms, arm, propensity, confidence)
+
+    def record(self, pick: Pick, success: float, cost_usd: float, *, told: float) -> None:
+        """The attempt's true outcome (scored) and what the router was told (stops the cascade)."""
+        self.session.attempts.append(Attempt(pick.arm, success, cost_usd, pick.propensity, pick.confidence))
+        self.tried.append(pick.arm)
+        if told >= PASS_THRESHOLD or len(self.tried) >= self.max_attempts:
+            self.done = True
+
+
 def simulate(
     matrix: OutcomeMatrix,
     policy: ReplayPolicy,
@@ -112,40 +164,28 @@ def simulate(
     flips = np.random.default_rng([noise_seed, 0x5EED]) if label_noise > 0 else None
     learn_outcome: Any = policy.learn_outcome
     timed = "ts" in inspect.signature(learn_outcome).parameters  # policies that forget take a clock
+
+    def told(success: float) -> float:
+        return 1.0 - success if flips is not None and flips.random() < label_noise else success
+
     sessions: list[Session] = []
     for step, t in enumerate(order):
-        tried: list[str] = []
-        attempts: list[Attempt] = []
-        for k in range(1, max_attempts + 1):
-            arms = [m for m in matrix.models if m not in tried]
-            if not arms:
-                break
-            ctx = attempt_context(contexts[t], k, tried, max_attempts)
-            if k > 1 and not escalates(policy, ctx, arms):
-                break
-            arm, propensity, confidence = policy.predict_one(ctx, arms)
-            success, cost = outcomes.pay(t, model_index[arm])
-            told = success
-            if flips is not None and flips.random() < label_noise:
-                told = 1.0 - success
-            seen = [(arm, told, cost)]
+        attempts = TaskAttempts(t, contexts[t], matrix.models, max_attempts)
+        while (pick := attempts.decide(policy)) is not None:
+            success, cost = outcomes.pay(t, model_index[pick.arm])
+            seen = [(pick.arm, told(success), cost)]
             if full_information:
-                for other in arms:
-                    if other != arm:
+                for other in pick.arms:
+                    if other != pick.arm:
                         s_other, c_other = outcomes.peek(t, model_index[other])
-                        if flips is not None and flips.random() < label_noise:
-                            s_other = 1.0 - s_other
-                        seen.append((other, s_other, c_other))
+                        seen.append((other, told(s_other), c_other))
             for m, s_seen, c_seen in seen:
                 if timed:
-                    learn_outcome(ctx, m, s_seen, c_seen, ts=float(step))  # the task's position is the clock
+                    learn_outcome(pick.context, m, s_seen, c_seen, ts=float(step))  # the task's position is the clock
                 else:
-                    learn_outcome(ctx, m, s_seen, c_seen)
-            attempts.append(Attempt(arm, success, cost, propensity, confidence))
-            tried.append(arm)
-            if told >= PASS_THRESHOLD:
-                break
-        sessions.append(Session(int(t), attempts))
+                    learn_outcome(pick.context, m, s_seen, c_seen)
+            attempts.record(pick, success, cost, told=seen[0][1])
+        sessions.append(attempts.session)
     return sessions
 
 

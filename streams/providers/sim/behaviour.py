@@ -14,27 +14,21 @@ import hashlib
 import json
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from streams.providers.sim.arguments import arguments_for, dump_args, edit_from_prompt, sentence_tokens, value_for
 from streams.providers.sim.config import SimConfig
-from streams.providers.sim.edits import Edit, argument_hints, patch, shell_command
-from streams.providers.sim.intent import Intent, action_of, read_intent, tool_for, user_words
+from streams.providers.sim.edits import Edit
+from streams.providers.sim.intent import Intent, read_intent, tool_for, user_words
+from streams.providers.sim.plan import Plan, SimRequest, StopKind, ToolCall, ToolChoice, ToolSpec, arg_tokens
 
-StopKind = Literal["end", "tool_use", "max_tokens"]
-ToolChoice = str  # "auto" | "none" | "required" | "tool:<name>"
+__all__ = [  # the request and plan types are re-exported: the wire modules and tests read them here too
+    "FAIL_MARKER", "PASS_MARKER", "Behaviour", "Plan", "SimRequest", "StopKind", "ToolCall", "ToolChoice",
+    "ToolSpec", "arg_tokens", "solves", "task_type_of",
+]
 
 PASS_MARKER = "TESTS PASSED"
 FAIL_MARKER = "TESTS FAILED"
-
-# A coding-flavoured vocabulary: replies read like an agent's status text, not lorem ipsum.
-_VOCABULARY = """the function module test tests change file code update refactor handler request response parser
-    config value error fix patch import class method return argument call loop cache index query
-    helper case branch check type string list dict field schema router stream event token model
-    input output result state session path line commit build run pass fail suite assert mock fixture
-    async await client server timeout retry limit budget metric trace log debug edge first next then
-    now also so we it this that which should will can may must simple small clean safe"""
-_WORDS: tuple[str, ...] = tuple(_VOCABULARY.split())
 _CACHE_LIMIT = 4096
 
 
@@ -72,81 +66,6 @@ def solves(model: str, task_key: str, skill: float) -> bool:
     s = _unit("task", task_key) + _unit("model-task", model, task_key)  # triangular on [0, 2)
     u = s * s / 2.0 if s <= 1.0 else 1.0 - (2.0 - s) ** 2 / 2.0  # its CDF: uniform on [0, 1)
     return u < skill
-
-
-@dataclass(slots=True)
-class ToolSpec:
-    name: str
-    schema: dict[str, Any]
-    custom: bool = False  # an OpenAI custom tool: called with free text ``input``, not JSON arguments
-
-
-@dataclass(slots=True)
-class SimRequest:
-    """The dialect-independent facts the behaviour needs."""
-
-    dialect: str
-    model: str
-    stream: bool = False
-    last_user_text: str = ""
-    after_tool_result: bool = False
-    tool_result_text: str = ""
-    tools: list[ToolSpec] = field(default_factory=list)
-    tool_choice: ToolChoice = "auto"
-    parallel_allowed: bool = True
-    max_tokens: int | None = None
-    thinking: bool = False
-    # Structured output asked for (e.g. Gemini's responseMimeType application/json): the reply is a
-    # JSON value of this schema ({} for any JSON).
-    json_schema: dict[str, Any] | None = None
-
-
-@dataclass(slots=True)
-class ToolCall:
-    id: str  # stable hex; each dialect adds its own prefix
-    name: str
-    arguments: str  # JSON text; a custom tool's raw input
-    custom: bool = False
-
-
-@dataclass(slots=True)
-class Plan:
-    thinking: list[str]
-    text: list[str]  # output tokens, concatenated to form the text
-    tool_calls: list[ToolCall]
-    stop: StopKind
-    output_tokens: int
-
-    @property
-    def text_str(self) -> str:
-        return "".join(self.text)
-
-    @property
-    def thinking_str(self) -> str:
-        return "".join(self.thinking)
-
-
-def arg_tokens(arguments: str) -> int:
-    return max(1, (len(arguments) + 3) // 4)
-
-
-def _sentence_tokens(rng: random.Random, n: int) -> list[str]:
-    """``n`` word tokens forming capitalised sentences; each token carries its leading space."""
-    out: list[str] = []
-    until_stop = rng.randint(6, 14)
-    start = True
-    for i in range(n):
-        w = rng.choice(_WORDS)
-        if start:
-            w = w.capitalize()
-            start = False
-        until_stop -= 1
-        if until_stop == 0 or i == n - 1:
-            w += "."
-            until_stop = rng.randint(6, 14)
-            start = True
-        out.append(w if i == 0 else " " + w)
-    return out
 
 
 def _words(text: str, limit: int) -> list[str]:
@@ -228,7 +147,7 @@ class Behaviour:
         if isinstance(scripted_text, str):
             text = _split_text(scripted_text)
         elif req.json_schema is not None:
-            text = _split_text(json.dumps(_value_for(req.json_schema or {"type": "object"}, "", rng(), 0)))
+            text = _split_text(json.dumps(value_for(req.json_schema or {"type": "object"}, "", rng(), 0)))
         else:
             n = int(script.get("reply_tokens", 0)) if script else 0
             text = self._reply(req, n or self.config.reply_tokens)
@@ -254,7 +173,7 @@ class Behaviour:
         topic = _words(user_words(req.last_user_text), 3)
         lead = "Done: checked the tool output." if req.after_tool_result else "Looking at " + " ".join(topic) + "."
         lead_tokens = _split_text(lead) if (topic or req.after_tool_result) else []
-        body = _sentence_tokens(rng, max(1, n - len(lead_tokens)))
+        body = sentence_tokens(rng, max(1, n - len(lead_tokens)))
         tokens = lead_tokens + ([" " + body[0]] + body[1:] if lead_tokens else body)
         if len(self._text_cache) >= _CACHE_LIMIT:
             self._text_cache.clear()
@@ -262,7 +181,7 @@ class Behaviour:
         return tokens
 
     def _thinking(self, req: SimRequest, rng: random.Random) -> list[str]:
-        return _split_text("Let me think about the request.") + [" " + w for w in _sentence_tokens(rng, 10)]
+        return _split_text("Let me think about the request.") + [" " + w for w in sentence_tokens(rng, 10)]
 
     def _tool_calls(self, req: SimRequest, script: dict[str, Any], rng: random.Random) -> list[ToolCall]:
         """The calls of this turn: scripted ones, else the tool the prompt asks for (none: answer in text)."""
@@ -270,14 +189,14 @@ class Behaviour:
         edit = Edit.from_script(script["edit"]) if script.get("edit") is not None else None
         intent = read_intent(req.last_user_text) if req.tools else Intent(None, frozenset())
         if edit is None and intent.action == "edit" and req.tools:
-            edit = _edit_from_prompt(intent, rng)
+            edit = edit_from_prompt(intent, rng)
         calls = [self._call(req, i, str(c["name"]), c.get("input", c.get("arguments", {})), req.tools)
                  for i, c in enumerate(scripted)]  # fmt: skip
         if not calls and req.tools:
             tool = self._choose_tool(req, intent, edit if script.get("edit") is not None else None, rng)
             if tool is None:
                 return []
-            calls.append(self._call(req, 0, tool.name, _arguments_for(tool, intent, edit, rng), req.tools))
+            calls.append(self._call(req, 0, tool.name, arguments_for(tool, intent, edit, rng), req.tools))
         if "parallel" in script:
             parallel = bool(script["parallel"])
         else:
@@ -288,7 +207,7 @@ class Behaviour:
             # "parallel" with one call: add a second one, on another tool when there is one.
             others = [t for t in req.tools if t.name != calls[0].name] or list(req.tools)
             extra = rng.choice(others)
-            calls.append(self._call(req, 1, extra.name, _arguments_for(extra, intent, edit, rng), req.tools))
+            calls.append(self._call(req, 1, extra.name, arguments_for(extra, intent, edit, rng), req.tools))
         return calls if parallel else calls[:1]
 
     @staticmethod
@@ -297,7 +216,7 @@ class Behaviour:
             arguments = {}
         call_id = f"{_digest('call', req.model, req.last_user_text, str(index), name):016x}"
         custom = any(t.custom and t.name == name for t in tools)
-        return ToolCall(call_id, name, _dump_args(arguments), custom)
+        return ToolCall(call_id, name, dump_args(arguments), custom)
 
     def _choose_tool(
         self, req: SimRequest, intent: Intent, scripted_edit: Edit | None, rng: random.Random
@@ -320,40 +239,6 @@ class Behaviour:
         return rng.choice(req.tools)
 
 
-def json_format_schema(fmt: Any) -> dict[str, Any] | None:
-    """The schema of a structured-output request as the OpenAI and Anthropic APIs spell it (Chat's
-    ``response_format``, Responses' ``text.format``, Anthropic's ``output_config.format``): the schema
-    of ``json_schema`` (nested or flat), ``{}`` (any JSON) for ``json_object``, else None."""
-    if not isinstance(fmt, dict):
-        return None
-    if fmt.get("type") == "json_object":
-        return {}
-    if fmt.get("type") != "json_schema":
-        return None
-    nested = fmt.get("json_schema")
-    schema = (nested if isinstance(nested, dict) else fmt).get("schema")
-    return schema if isinstance(schema, dict) else {}
-
-
-_JSON_INSTRUCTION = "Respond with a single JSON object"
-_SCHEMA_LEAD = "JSON schema: "
-
-
-def json_instruction_schema(text: str) -> dict[str, Any] | None:
-    """A model told in its prompt to answer with one JSON object (and which schema) does so: the schema
-    named after "JSON schema: ", ``{}`` when none is, None when the prompt does not ask."""
-    if _JSON_INSTRUCTION not in text:
-        return None
-    _, lead, rest = text.partition(_SCHEMA_LEAD)
-    if lead:
-        try:
-            schema, _ = json.JSONDecoder().raw_decode(rest)
-        except ValueError:
-            return {}
-        return schema if isinstance(schema, dict) else {}
-    return {}
-
-
 def _split_text(text: str) -> list[str]:
     """Split a text into word tokens that concatenate back to exactly ``text``."""
     if not text:
@@ -368,130 +253,3 @@ def _split_text(text: str) -> list[str]:
     return out
 
 
-def _dump_args(args: Any) -> str:
-    return args if isinstance(args, str) else json.dumps(args, separators=(",", ":"))
-
-
-def _edit_from_prompt(intent: Intent, rng: random.Random) -> Edit:
-    """The edit a prompt asks for: a new file, or a line added to the file it names."""
-    line = "".join(_sentence_tokens(rng, 8))
-    return Edit(intent.path or "NOTES.md", line, None if intent.create or not intent.path else "")
-
-
-def _command_for(intent: Intent) -> str | None:
-    if intent.action == "read" and intent.path:
-        return f"cat {intent.path}"
-    if intent.action == "search":
-        return "ls -R" if not intent.path else f"ls -la {intent.path}"
-    if intent.action == "run" and intent.words & {"test", "tests", "pytest"}:
-        return "pytest -q"
-    return None
-
-
-def _arguments_for(tool: ToolSpec, intent: Intent, edit: Edit | None, rng: random.Random) -> Any:
-    """Arguments (a custom tool's input) that do what the prompt or script asks."""
-    action = action_of(tool.name)
-    is_patch = tool.name == "apply_patch"
-    if tool.custom:
-        if edit is not None and (is_patch or action == "edit"):
-            return patch(edit)
-        return _command_for(intent) or "".join(_sentence_tokens(rng, 6))  # freeform: a line of text
-    hints: dict[str, str] = {}
-    if edit is not None and action == "run":
-        hints["command"] = shell_command(edit)
-    elif edit is not None and action == "edit":
-        hints = argument_hints(edit)
-        if is_patch:
-            hints["input"] = patch(edit)
-    else:
-        command = _command_for(intent)
-        if command:
-            hints["command"] = command
-        if intent.path:
-            hints["path"] = intent.path
-    arguments = _value_for(tool.schema, "", rng, 0, hints)
-    return arguments if isinstance(arguments, dict) else {}  # function arguments are a JSON object
-
-
-# -- arguments from a JSON schema ---------------------------------------------------------------------
-_STRING_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("command", "cmd", "shell"), ("ls -la", "pytest -q", "git status", "cat README.md")),
-    (("file_path", "filepath", "path", "file", "filename", "notebook_path"), ("README.md", "src/main.py")),
-    (("dir", "directory", "cwd", "workdir"), (".",)),
-    (("pattern", "glob", "regex"), ("TODO", "**/*.py")),
-    (("url", "uri", "link"), ("https://example.com/docs",)),
-    (("city", "location", "place"), ("Paris", "Berlin", "Tokyo")),
-    (("email",), ("dev@example.com",)),
-)
-
-
-_HINT_GROUPS = {"command": _STRING_HINTS[0][0], "path": _STRING_HINTS[1][0]}
-
-
-def _string_for(name: str, schema: dict[str, Any], rng: random.Random, hints: dict[str, str] | None = None) -> str:
-    lname = name.lower()
-    if hints:
-        if lname in hints:
-            return hints[lname]
-        for group, keys in _HINT_GROUPS.items():
-            if group in hints and (lname in keys or any(lname.endswith("_" + k) for k in keys)):
-                return hints[group]
-    fmt = schema.get("format")
-    if fmt in ("uri", "url"):
-        return "https://example.com/docs"
-    if fmt == "date-time":
-        return "2025-01-01T00:00:00Z"
-    if fmt == "date":
-        return "2025-01-01"
-    for keys, values in _STRING_HINTS:
-        if lname in keys or any(lname.endswith("_" + k) for k in keys):
-            return rng.choice(values)
-    n = 2 if lname in ("name", "title", "id", "key") else 4
-    return " ".join(rng.choice(_WORDS) for _ in range(n))
-
-
-def _value_for(schema: Any, name: str, rng: random.Random, depth: int, hints: dict[str, str] | None = None) -> Any:
-    if not isinstance(schema, dict) or depth > 4:
-        return _string_for(name, {}, rng, hints)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for combinator in ("anyOf", "oneOf", "allOf"):
-        options = [o for o in schema.get(combinator) or [] if isinstance(o, dict) and o.get("type") != "null"]
-        if options:
-            return _value_for(options[0], name, rng, depth + 1, hints)
-    if "default" in schema:
-        return schema["default"]
-    typ = schema.get("type")
-    if isinstance(typ, list):
-        typ = next((t for t in typ if t != "null"), "string")
-    if typ is None:
-        typ = "object" if "properties" in schema else "string"
-    if typ == "object":
-        props: dict[str, Any] = schema.get("properties") or {}
-        required = [k for k in schema.get("required") or [] if isinstance(k, str)]
-        # Required properties always; with none required, the first two so the call says something.
-        keys = required or list(props)[:2]
-        return {k: _value_for(props.get(k, {}), k, rng, depth + 1, hints) for k in keys}
-    if typ == "array":
-        count = max(1, int(schema.get("minItems", 1)))
-        return [_value_for(schema.get("items", {}), name, rng, depth + 1, hints) for _ in range(min(count, 3))]
-    if typ in ("integer", "number"):
-        lo = _bound(schema, "minimum", "exclusiveMinimum", 1)
-        hi = _bound(schema, "maximum", "exclusiveMaximum", lo + 99)  # 1..100 when unbounded: a score
-        value = rng.randint(int(lo), max(int(lo), int(hi)))
-        return value if typ == "integer" else float(value)
-    if typ == "boolean":
-        return False  # the safe choice for flags like run_in_background or force
-    if typ == "null":
-        return None
-    return _string_for(name, schema, rng, hints)
-
-
-def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, default: float) -> float:
-    for key in (inclusive, exclusive):
-        value = schema.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value
-    return default

@@ -26,6 +26,7 @@ def _uvicorn_config(app: Starlette, host: str, port: int, log_level: str) -> uvi
         http="httptools",
         lifespan="off",
         log_level=log_level,
+        log_config=None,  # the process's own logging set-up applies (no handlers of uvicorn's)
         access_log=False,
         timeout_keep_alive=30,
         # Hanging requests (timeout faults) must not hold shutdown for long.

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec, json_format_schema, json_instruction_schema
+from streams.providers.sim.plan import Plan, SimRequest, ToolSpec, json_format_schema, json_instruction_schema
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 

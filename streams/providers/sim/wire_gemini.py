@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec
+from streams.providers.sim.plan import Plan, SimRequest, ToolSpec
 from streams.providers.sim.sse import Frame, chunk_tokens, data_frame, new_id
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 

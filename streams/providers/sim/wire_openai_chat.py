@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolSpec, json_format_schema
+from streams.providers.sim.plan import Plan, SimRequest, ToolSpec, json_format_schema
 from streams.providers.sim.sse import Frame, chunk_tokens, data_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from streams.providers.sim.behaviour import Plan, SimRequest, ToolCall, ToolSpec, json_format_schema
+from streams.providers.sim.plan import Plan, SimRequest, ToolCall, ToolSpec, json_format_schema
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 from streams.providers.sim.wire_openai_chat import WireError

@@ -14,6 +14,7 @@ from streams.translation.canonical import (
     StopReason,
     TextPart,
     ThinkingPart,
+    Tool,
     ToolCallPart,
 )
 from streams.translation.common import new_id, response_list
@@ -88,7 +89,7 @@ def render_response(
     *,
     model: str,
     keep_signatures: bool = True,
-    tool_namespaces: dict[str, str] | None = None,  # Anthropic has no tool namespaces
+    client_tools: dict[str, Tool] | None = None,  # Anthropic has no tool namespaces or custom tools
 ) -> dict[str, Any]:
     content = [b for b in (render_part(p, keep_signatures) for p in resp.parts) if b is not None]
     stop = STOP_OUT.get(resp.stop_reason, resp.stop_reason)

@@ -25,6 +25,7 @@ from streams.translation.canonical import (
     StreamStart,
     TextDelta,
     ThinkingDelta,
+    Tool,
     ToolCallDelta,
     ToolCallStart,
     Usage,
@@ -132,7 +133,7 @@ class StreamWriter:
         *,
         include_usage: bool = False,
         keep_signatures: bool = False,
-        tool_namespaces: dict[str, str] | None = None,
+        client_tools: dict[str, Tool] | None = None,
     ) -> None:
         self.model = model
         self.keep_signatures = keep_signatures

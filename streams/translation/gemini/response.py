@@ -13,6 +13,7 @@ from streams.translation.canonical import (
     StopReason,
     TextPart,
     ThinkingPart,
+    Tool,
     ToolCallPart,
 )
 from streams.translation.common import new_id
@@ -140,10 +141,10 @@ def render_response(
     *,
     model: str,
     keep_signatures: bool = False,
-    tool_namespaces: dict[str, str] | None = None,
+    client_tools: dict[str, Tool] | None = None,
 ) -> dict[str, Any]:
-    """``keep_signatures`` and ``tool_namespaces`` do not apply: what reaches a Gemini client through
-    translation came from another provider, and Gemini has no tool namespaces."""
+    """``keep_signatures`` and ``client_tools`` do not apply: what reaches a Gemini client through
+    translation came from another provider, and Gemini has neither tool namespaces nor custom tools."""
     candidate = {
         "content": {"role": "model", "parts": render_parts(resp.parts)},
         "finishReason": STOP_TO_FINISH[resp.stop_reason],

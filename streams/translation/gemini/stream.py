@@ -19,6 +19,7 @@ from streams.translation.canonical import (
     StreamStart,
     TextDelta,
     ThinkingDelta,
+    Tool,
     ToolCallDelta,
     ToolCallStart,
     Usage,
@@ -127,7 +128,7 @@ class StreamWriter:
         *,
         include_usage: bool = False,
         keep_signatures: bool = False,  # reasoning reaching a Gemini client here came from another provider
-        tool_namespaces: dict[str, str] | None = None,
+        client_tools: dict[str, Tool] | None = None,
     ) -> None:
         self.model = model
         self._id = new_id("")[:22]

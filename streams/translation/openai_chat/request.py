@@ -150,6 +150,13 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     if tools is not None:
         for i, t in enumerate(tools):
             expect(isinstance(t, dict), f"tools[{i}] must be an object", f"tools[{i}]")
+            if t.get("type") == "custom":
+                # Chat streams have no custom tool call chunk to return such a call in.
+                raise TranslationError(
+                    f"tools[{i}]: custom (freeform) tools are not supported on /v1/chat/completions here; "
+                    "use the Responses API (/v1/responses) or declare a function tool",
+                    param=f"tools[{i}].type",
+                )
             if t.get("type", "function") != "function":
                 drop(extra, f"tool type {t.get('type')!r} (tools[{i}]) has no equivalent and was dropped")
                 continue

@@ -11,6 +11,7 @@ from streams.translation.canonical import (
     StopReason,
     TextPart,
     ThinkingPart,
+    Tool,
     ToolCallPart,
 )
 from streams.translation.common import new_id, render_openai_error, response_list
@@ -74,10 +75,10 @@ def render_response(
     *,
     model: str,
     keep_signatures: bool = False,
-    tool_namespaces: dict[str, str] | None = None,
+    client_tools: dict[str, Tool] | None = None,
 ) -> dict[str, Any]:
-    """``keep_signatures`` and ``tool_namespaces`` do not apply: Chat has neither signed reasoning nor
-    tool namespaces."""
+    """``keep_signatures`` and ``client_tools`` do not apply: Chat has neither signed reasoning nor
+    tool namespaces, and refuses custom tools."""
     texts = [p.text for p in resp.parts if isinstance(p, TextPart)]
     msg: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
     calls = [tool_call(p) for p in resp.parts if isinstance(p, ToolCallPart)]

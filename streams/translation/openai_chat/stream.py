@@ -15,6 +15,7 @@ from streams.translation.canonical import (
     StreamStart,
     TextDelta,
     ThinkingDelta,
+    Tool,
     ToolCallDelta,
     ToolCallStart,
     Usage,
@@ -152,8 +153,8 @@ class StreamWriter:
         model: str,
         *,
         include_usage: bool = False,
-        keep_signatures: bool = False,  # Chat has no signed reasoning and no tool namespaces
-        tool_namespaces: dict[str, str] | None = None,
+        keep_signatures: bool = False,  # Chat has no signed reasoning, no tool namespaces
+        client_tools: dict[str, Tool] | None = None,
     ) -> None:
         self.model = model
         self.include_usage = include_usage

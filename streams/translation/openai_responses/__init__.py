@@ -2,7 +2,8 @@
 
 What sets this dialect apart: a list of typed input items (messages, ``function_call``,
 ``function_call_output``, ``reasoning`` with ``encrypted_content``); Codex's tool ``namespace``s,
-flattened into function tools and restored on the way back (``tool_namespaces``); hosted tools kept
+flattened into function tools and restored on the way back (``client_tools``); custom (freeform) tools,
+offered to other dialects as functions of one string and returned as ``custom_tool_call``s; hosted tools kept
 for a same-dialect upstream only; no stop sequences.
 
 Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (response objects and errors),
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from streams.translation.codec import DialectCodec
 from streams.translation.openai_responses.relay import rewrite_relayed
-from streams.translation.openai_responses.request import DIALECT, parse_request, render_request, tool_namespaces
+from streams.translation.openai_responses.request import DIALECT, client_tools, parse_request, render_request
 from streams.translation.openai_responses.response import parse_response, render_error, render_response
 from streams.translation.openai_responses.stream import StreamParser, StreamWriter
 from streams.translation.openai_responses.usage import body_usage, parse_usage, render_usage, usage_scanner
@@ -26,6 +27,7 @@ __all__ = [
     "StreamParser",
     "StreamWriter",
     "body_usage",
+    "client_tools",
     "parse_request",
     "parse_response",
     "parse_usage",
@@ -34,7 +36,6 @@ __all__ = [
     "render_response",
     "render_usage",
     "rewrite_relayed",
-    "tool_namespaces",
     "usage_scanner",
 ]
 

@@ -1,7 +1,9 @@
 """OpenAI Responses requests: the client's body -> canonical, canonical -> an upstream body.
 
 Function call items are keyed by ``call_id`` (the canonical tool call id); the item ``id`` (``fc_…``) is
-not needed to continue a conversation. Reasoning items keep ``id`` and ``encrypted_content`` so a
+not needed to continue a conversation. Custom tools and their ``custom_tool_call(_output)`` items are
+canonical function tools, calls and results (``streams.translation.custom_tools``) and rendered back as
+custom ones. Reasoning items keep ``id`` and ``encrypted_content`` so a
 same-dialect relay can send them back; reasoning from other providers is never sent to OpenAI.
 """
 
@@ -43,6 +45,7 @@ from streams.translation.common import (
     string_field,
     user_for_upstream,
 )
+from streams.translation.custom_tools import custom_names, custom_tool, unwrap_input, wrap_input
 
 DIALECT: Final[Dialect] = "openai_responses"
 
@@ -110,6 +113,8 @@ def _flatten_tools(tools: list[Any], req: CanonicalRequest, extra: dict[str, Any
                     parameters=t.get("parameters") or {"type": "object", "properties": {}},
                 )
             )
+        elif kind == "custom":
+            req.tools.append(_parse_custom_tool(t, tw))
         elif kind == "namespace":
             nested = t.get("tools")
             expect(isinstance(nested, list), f"{tw}.tools must be a list", f"{tw}.tools")
@@ -122,6 +127,29 @@ def _flatten_tools(tools: list[Any], req: CanonicalRequest, extra: dict[str, Any
         else:
             drop(extra, f"hosted tool {kind!r} is Responses-only and was dropped")
             extra.setdefault("hosted_tools", []).append(t)
+
+
+def _parse_custom_tool(t: dict[str, Any], where: str) -> Tool:
+    fmt = t.get("format")
+    expect(fmt is None or isinstance(fmt, dict), f"{where}.format must be an object", f"{where}.format")
+    syntax: str | None = None
+    definition = ""
+    if fmt is not None and fmt.get("type") == "grammar":
+        syntax = string_field(fmt.get("syntax"), f"{where}.format.syntax")
+        definition = string_field(fmt.get("definition"), f"{where}.format.definition")
+    else:
+        expect(
+            fmt is None or fmt.get("type") == "text",
+            f"{where}.format.type must be 'text' or 'grammar'",
+            f"{where}.format.type",
+        )
+    description = t.get("description")
+    return custom_tool(
+        string_field(t.get("name"), f"{where}.name"),
+        string_field(description, f"{where}.description") if description is not None else "",
+        syntax,
+        definition,
+    )
 
 
 def parse_request(body: dict[str, Any]) -> CanonicalRequest:
@@ -168,7 +196,15 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
                     args if isinstance(args, str) else "",
                 )
             )
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            _assistant(req).parts.append(
+                ToolCallPart(
+                    string_field(it.get("call_id"), f"{where}.call_id"),
+                    string_field(it.get("name"), f"{where}.name"),
+                    wrap_input(string_field(it.get("input"), f"{where}.input")),
+                )
+            )
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = it.get("output")
             content = _content_parts(output if output is not None else "", f"{where}.output", extra)
             append_tool_result(req, ToolResultPart(string_field(it.get("call_id"), f"{where}.call_id"), content))
@@ -189,7 +225,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     par = body.get("parallel_tool_calls")
     if tc in ("auto", "none", "required"):
         req.tool_choice = ToolChoice(mode=tc, parallel=par is not False)
-    elif isinstance(tc, dict) and tc.get("type") == "function" and isinstance(tc.get("name"), str):
+    elif isinstance(tc, dict) and tc.get("type") in ("function", "custom") and isinstance(tc.get("name"), str):
         req.tool_choice = ToolChoice(mode="tool", name=tc["name"], parallel=par is not False)
     elif tc is not None:
         extra["tool_choice"] = tc  # allowed_tools / hosted tool choices: same-dialect only
@@ -240,6 +276,8 @@ def _input_part(p: Part) -> dict[str, Any]:
 
 def _render_input(req: CanonicalRequest, keep_reasoning: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    custom = custom_names(req.tools)
+    custom_ids = {p.id for m in req.messages for p in m.parts if isinstance(p, ToolCallPart) and p.name in custom}
     if req.system:
         out.append({"type": "message", "role": "developer", "content": [_input_part(p) for p in req.system]})
     for m in req.messages:
@@ -250,9 +288,9 @@ def _render_input(req: CanonicalRequest, keep_reasoning: bool) -> list[dict[str,
                 out.append({"type": "message", "role": role, "content": content})
             for p in m.parts:
                 if isinstance(p, ToolResultPart):
-                    out.append(_render_result(p))
+                    out.append(_render_result(p, custom_ids))
         elif m.role == "tool":
-            out.extend(_render_result(p) for p in m.parts if isinstance(p, ToolResultPart))
+            out.extend(_render_result(p, custom_ids) for p in m.parts if isinstance(p, ToolResultPart))
         else:
             texts: list[dict[str, Any]] = []
             for p in m.parts:
@@ -262,7 +300,16 @@ def _render_input(req: CanonicalRequest, keep_reasoning: bool) -> list[dict[str,
                 if texts:
                     out.append({"type": "message", "role": "assistant", "content": texts})
                     texts = []
-                if isinstance(p, ToolCallPart):
+                if isinstance(p, ToolCallPart) and p.name in custom:
+                    out.append(
+                        {
+                            "type": "custom_tool_call",
+                            "call_id": p.id,
+                            "name": p.name,
+                            "input": unwrap_input(p.arguments),
+                        }
+                    )
+                elif isinstance(p, ToolCallPart):
                     out.append({"type": "function_call", "call_id": p.id, "name": p.name, "arguments": p.arguments})
                 elif isinstance(p, ThinkingPart) and keep_reasoning and p.signature and p.id:
                     summary = [{"type": "summary_text", "text": p.text}] if p.text else []
@@ -272,14 +319,15 @@ def _render_input(req: CanonicalRequest, keep_reasoning: bool) -> list[dict[str,
     return out
 
 
-def _render_result(p: ToolResultPart) -> dict[str, Any]:
+def _render_result(p: ToolResultPart, custom_ids: set[str]) -> dict[str, Any]:
     if len(p.content) == 1 and isinstance(p.content[0], TextPart):
         output: Any = p.content[0].text
     elif not p.content:
         output = ""
     else:
         output = [_input_part(c) for c in p.content]
-    return {"type": "function_call_output", "call_id": p.tool_call_id, "output": output}
+    kind = "custom_tool_call_output" if p.tool_call_id in custom_ids else "function_call_output"
+    return {"type": kind, "call_id": p.tool_call_id, "output": output}
 
 
 def render_request(req: CanonicalRequest, upstream_model: str, *, supports_thinking: bool = True) -> dict[str, Any]:
@@ -293,10 +341,7 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
     body["input"] = _render_input(req, keep_reasoning=same and supports_thinking)
     if not same:
         body["store"] = False  # a translated conversation is always sent in full
-    tools: list[dict[str, Any]] = [
-        {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
-        for t in req.tools
-    ]
+    tools = [_render_tool(t) for t in req.tools]
     if same and hosted:
         tools.extend(hosted)
     if tools:
@@ -305,7 +350,7 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         if same and raw_choice is not None:
             body["tool_choice"] = raw_choice
         elif tc is not None:
-            body["tool_choice"] = {"type": "function", "name": tc.name} if tc.mode == "tool" else tc.mode
+            body["tool_choice"] = _render_choice(req, tc)
         if tc is not None and not tc.parallel:
             body["parallel_tool_calls"] = False
     if req.max_tokens is not None:
@@ -342,9 +387,25 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
     return body
 
 
-def tool_namespaces(req: CanonicalRequest) -> dict[str, str]:
-    """Tool name -> Responses namespace, for a writer that must return calls of flattened tools."""
-    return {t.name: t.kind[10:] for t in req.tools if t.kind.startswith("namespace:")}
+def _render_tool(t: Tool) -> dict[str, Any]:
+    if t.custom is None:
+        return {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+    fmt: dict[str, Any] = {"type": "text"}
+    if t.custom.syntax is not None:
+        fmt = {"type": "grammar", "syntax": t.custom.syntax, "definition": t.custom.definition}
+    return {"type": "custom", "name": t.name, "description": t.custom.description, "format": fmt}
+
+
+def _render_choice(req: CanonicalRequest, tc: ToolChoice) -> Any:
+    if tc.mode != "tool":
+        return tc.mode
+    return {"type": "custom" if tc.name in custom_names(req.tools) else "function", "name": tc.name}
+
+
+def client_tools(req: CanonicalRequest) -> dict[str, Tool]:
+    """The client's tools that a writer must return calls of as declared: custom ones (as
+    ``custom_tool_call``) and those flattened out of a namespace (with their ``namespace``)."""
+    return {t.name: t for t in req.tools if t.custom is not None or t.kind.startswith("namespace:")}
 
 
 def _texts(items: Any) -> list[str]:

@@ -11,10 +11,12 @@ from streams.translation.canonical import (
     StopReason,
     TextPart,
     ThinkingPart,
+    Tool,
     ToolCallPart,
     Usage,
 )
 from streams.translation.common import new_id, render_openai_error, response_list
+from streams.translation.custom_tools import unwrap_input, wrap_input
 from streams.translation.openai_responses.usage import parse_usage, render_usage
 
 render_error = render_openai_error  # the same error body as Chat Completions
@@ -43,6 +45,12 @@ def parse_response(body: dict[str, Any]) -> CanonicalResponse:
         elif kind == "function_call":
             parts.append(
                 ToolCallPart(it.get("call_id") or new_id("call_"), it.get("name") or "", it.get("arguments") or "")
+            )
+        elif kind == "custom_tool_call":
+            parts.append(
+                ToolCallPart(
+                    it.get("call_id") or new_id("call_"), it.get("name") or "", wrap_input(it.get("input") or "")
+                )
             )
         elif kind == "reasoning":
             summary = "\n\n".join(s.get("text") or "" for s in it.get("summary") or [])
@@ -90,14 +98,14 @@ def status_for(stop: StopReason) -> tuple[str, dict[str, Any] | None]:
 
 
 def render_response(
-    resp: CanonicalResponse, *, model: str, keep_signatures: bool = False, tool_namespaces: dict[str, str] | None = None
+    resp: CanonicalResponse, *, model: str, keep_signatures: bool = False, client_tools: dict[str, Tool] | None = None
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     for p in resp.parts:
         if isinstance(p, TextPart):
             output.append(message_item(new_id("msg_"), p.text, "completed"))
         elif isinstance(p, ToolCallPart):
-            output.append(call_item(new_id("fc_"), p.id, p.name, p.arguments, "completed", tool_namespaces))
+            output.append(call_item(p.id, p.name, p.arguments, "completed", client_tools))
         elif isinstance(p, ThinkingPart) and keep_signatures and p.signature:
             output.append(reasoning_item(p.id or new_id("rs_"), p.text, p.signature))
     rid = resp.id if resp.id.startswith("resp_") else new_id("resp_")
@@ -115,11 +123,20 @@ def message_item(iid: str, text: str, status: str) -> dict[str, Any]:
 
 
 def call_item(
-    iid: str, call_id: str, name: str, args: str, status: str, namespaces: dict[str, str] | None
+    call_id: str, name: str, args: str, status: str, client_tools: dict[str, Tool] | None, iid: str | None = None
 ) -> dict[str, Any]:
-    item = {"type": "function_call", "id": iid, "call_id": call_id, "name": name, "arguments": args, "status": status}
-    if namespaces and name in namespaces:
-        item["namespace"] = namespaces[name]
+    """A ``function_call`` item, or a ``custom_tool_call`` with the raw ``input`` for a custom tool."""
+    tool = client_tools.get(name) if client_tools else None
+    item: dict[str, Any]
+    if tool is not None and tool.custom is not None:
+        text = unwrap_input(args) if args else ""
+        item = {"type": "custom_tool_call", "id": iid or new_id("ctc_"), "call_id": call_id, "name": name}
+        item.update(input=text, status=status)
+    else:
+        item = {"type": "function_call", "id": iid or new_id("fc_"), "call_id": call_id, "name": name}
+        item.update(arguments=args, status=status)
+    if tool is not None and tool.kind.startswith("namespace:"):
+        item["namespace"] = tool.kind[10:]
     return item
 
 

@@ -15,11 +15,13 @@ from streams.translation.canonical import (
     StreamStart,
     TextDelta,
     ThinkingDelta,
+    Tool,
     ToolCallDelta,
     ToolCallStart,
     Usage,
 )
 from streams.translation.common import decode_event, new_id, openai_error_type, stream_cut
+from streams.translation.custom_tools import INPUT_CLOSE, INPUT_OPEN, InputStream, input_fragment, unwrap_input
 from streams.translation.openai_responses.response import (
     call_item,
     message_item,
@@ -35,13 +37,14 @@ class StreamParser:
     """Responses events -> canonical events. Each message content part, function call and reasoning
     item becomes one canonical part, numbered in order of appearance."""
 
-    __slots__ = ("_ended", "_next", "_parts", "_args", "_summary", "_saw_tool")
+    __slots__ = ("_ended", "_next", "_parts", "_args", "_custom", "_summary", "_saw_tool")
 
     def __init__(self) -> None:
         self._ended = False
         self._next = 0
         self._parts: dict[tuple[int, int], int] = {}  # (output_index, content_index or -1) -> canonical
         self._args: dict[int, int] = {}  # canonical index of a call -> argument chars relayed
+        self._custom: dict[int, int] = {}  # canonical index of a custom call -> input chars relayed
         self._summary: dict[int, int] = {}  # canonical index of reasoning -> last summary_index
         self._saw_tool = False
 
@@ -67,6 +70,11 @@ class StreamParser:
             delta = ev.get("delta") or ""
             self._args[idx] = self._args.get(idx, 0) + len(delta)
             return [ToolCallDelta(idx, delta)] if delta else []
+        if kind == "response.custom_tool_call_input.delta":
+            idx = self._idx((oi, -1))
+            delta = ev.get("delta") or ""
+            self._custom[idx] = self._custom.get(idx, 0) + len(delta)
+            return [ToolCallDelta(idx, input_fragment(delta))] if delta else []
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             idx = self._idx((oi, -1))
             out: list[StreamEvent] = []
@@ -87,6 +95,8 @@ class StreamParser:
                 if item.get("arguments"):
                     out.append(ToolCallDelta(idx, item["arguments"]))
                 return out
+            if item.get("type") == "custom_tool_call":
+                return self._custom_start(self._idx((oi, -1)), item)
             if item.get("type") == "reasoning":
                 return [ThinkingDelta(self._idx((oi, -1)), "")]
             return []
@@ -116,10 +126,31 @@ class StreamParser:
             ]
         return []
 
+    def _custom_start(self, idx: int, item: dict[str, Any]) -> list[StreamEvent]:
+        """A custom call as canonical: its input streamed as the JSON arguments of its function form."""
+        self._saw_tool = True
+        text = item.get("input") or ""
+        self._custom[idx] = len(text)
+        call_id = item.get("call_id") or new_id("call_")
+        return [
+            ToolCallStart(idx, call_id, item.get("name") or ""),
+            ToolCallDelta(idx, INPUT_OPEN + input_fragment(text)),
+        ]
+
     def _item_done(self, oi: int, item: dict[str, Any]) -> list[StreamEvent]:
         kind = item.get("type")
         out: list[StreamEvent] = []
-        if kind == "function_call":
+        if kind == "custom_tool_call":
+            idx = self._idx((oi, -1))
+            if idx not in self._custom:
+                out.extend(self._custom_start(idx, {**item, "input": ""}))
+            text = item.get("input") or ""
+            if len(text) > self._custom[idx]:
+                out.append(ToolCallDelta(idx, input_fragment(text[self._custom[idx] :])))
+            self._custom[idx] = len(text)
+            out.append(ToolCallDelta(idx, INPUT_CLOSE))
+            out.append(PartEnd(idx))
+        elif kind == "function_call":
             idx = self._idx((oi, -1))
             if idx not in self._args:  # an upstream that only sends finished items
                 self._saw_tool = True
@@ -152,7 +183,8 @@ class StreamParser:
 
 class StreamWriter:
     """Canonical events -> Responses events with ``sequence_number``; each canonical text part becomes
-    one message item, each tool call one function_call item."""
+    one message item, each tool call one function_call item (a ``custom_tool_call`` for a client's
+    custom tool, its input streamed as ``response.custom_tool_call_input.*``)."""
 
     def __init__(
         self,
@@ -160,17 +192,19 @@ class StreamWriter:
         *,
         include_usage: bool = False,
         keep_signatures: bool = False,
-        tool_namespaces: dict[str, str] | None = None,
+        client_tools: dict[str, Tool] | None = None,
     ) -> None:
         self.model = model
         self.keep_signatures = keep_signatures
-        self.namespaces = tool_namespaces
+        self.client_tools = client_tools
         self._seq = 0
         self._id = new_id("resp_")
         self._created = int(time.time())
         self._started = False
         self._done = False
-        # canonical index -> [output_index, item dict, accumulated text/arguments, closed]
+        # canonical index -> [output_index, item dict, accumulated text/arguments, closed, ...]: reasoning
+        # adds its signature and whether its summary part is open; a custom call its InputStream and
+        # the input relayed so far
         self._items: dict[int, list[Any]] = {}
         self._output: list[dict[str, Any] | None] = []
         self._dropped: set[int] = set()
@@ -205,11 +239,16 @@ class StreamWriter:
             if st is None:
                 return head
             st[2] += ev.arguments
+            if st[1]["type"] == "custom_tool_call":
+                return head + self._input_delta(st, st[4].feed(ev.arguments))
             payload = {"item_id": st[1]["id"], "output_index": st[0], "delta": ev.arguments}
             return head + self._ev("response.function_call_arguments.delta", payload)
         if isinstance(ev, ToolCallStart):
-            item = call_item(new_id("fc_"), ev.id, ev.name, "", "in_progress", self.namespaces)
-            return head + self._add(ev.index, item)[0]
+            item = call_item(ev.id, ev.name, "", "in_progress", self.client_tools)
+            out, _ = self._add(ev.index, item)
+            if item["type"] == "custom_tool_call":
+                self._items[ev.index] += [InputStream(), ""]
+            return head + out
         if isinstance(ev, ThinkingDelta):
             return head + self._thinking(ev)
         if isinstance(ev, PartEnd):
@@ -281,6 +320,13 @@ class StreamWriter:
             )
         return out
 
+    def _input_delta(self, st: list[Any], text: str) -> bytes:
+        if not text:
+            return b""
+        st[5] += text
+        payload = {"item_id": st[1]["id"], "output_index": st[0], "delta": text}
+        return self._ev("response.custom_tool_call_input.delta", payload)
+
     def _finish_item(self, idx: int) -> bytes:
         st = self._items.get(idx)
         if st is None or st[3]:
@@ -298,6 +344,16 @@ class StreamWriter:
             out += self._ev(
                 "response.content_part.done",
                 {"item_id": item["id"], "output_index": oi, "content_index": 0, "part": part},
+            )
+        elif kind == "custom_tool_call":
+            text = unwrap_input(acc)
+            relayed = st[5]
+            # Deltas relayed what the arguments' JSON said so far; the rest (or all of it, when the
+            # arguments were not the plain {"input": ...} shape) comes now.
+            out = self._input_delta(st, text[len(relayed) :] if text.startswith(relayed) else "")
+            done = {**item, "input": text, "status": "completed"}
+            out += self._ev(
+                "response.custom_tool_call_input.done", {"item_id": item["id"], "output_index": oi, "input": text}
             )
         elif kind == "function_call":
             done = {**item, "arguments": acc, "status": "completed"}
