@@ -140,6 +140,19 @@ class SimSettings(BaseModel):
     tokens_per_s: float = 2000.0
 
 
+class ResponsesSettings(BaseModel):
+    """The store behind chained Responses (``previous_response_id``) and ``GET /v1/responses/{id}``:
+    ``<data_dir>/responses.sqlite3``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store: bool = Field(True, description="keep each response's conversation; false: keep nothing "
+                                          "(a previous_response_id is then always unknown)")
+    ttl_s: float = Field(30 * 24 * 3600.0, gt=0, description="a response is forgotten this long after it was made")
+    max_entries: int = Field(10_000, gt=0, description="beyond this many responses the oldest go first")
+    max_bytes: int = Field(256 * 1024 * 1024, gt=0, description="beyond this much JSON the oldest go first")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -153,6 +166,7 @@ class Settings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     virtual_keys: list[VirtualKeySettings] = Field(default_factory=list)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:

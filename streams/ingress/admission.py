@@ -28,10 +28,14 @@ BYTES_PER_TOKEN = 4
 
 
 async def parse_request(core: ServingCore, ex: Exchange, body: dict[str, Any]) -> Refusal | None:
-    """The dialect's parser builds ``ex.req`` (a big body in a worker thread, so that one request cannot
-    stall the loop for the others), then the checks every endpoint of the dialect shares
+    """The core's ``with_history`` completes the body (a chained Responses turn), the dialect's parser
+    builds ``ex.req`` (a big body in a worker thread, so that one request cannot stall the loop for the
+    others), then the checks every endpoint of the dialect shares
     (``validation.request_problem``: messages, model name, ``max_tokens`` within the model's limits)."""
-    ex.body = body
+    full = await core.with_history(ex, body)
+    if isinstance(full, Refusal):
+        return ex.fail(full)
+    ex.body = body = full
     try:
         req = ex.req = await parse_off_loop(core.codec.parse_request, body, len(ex.raw))
     except TranslationError as exc:

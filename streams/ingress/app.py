@@ -39,6 +39,7 @@ from streams.ingress.gateway import Gateway
 from streams.ingress.gemini import GeminiModels
 from streams.ingress.http import JSON_HEADERS, Receive, Scope, Send, header_map, send_bytes
 from streams.ingress.models import ModelsEndpoint
+from streams.ingress.openai_responses import OpenAIResponsesCore, ResponsesCompactCore, StoredResponses
 from streams.ingress.pipeline import DialectIngress
 from streams.ingress.route import RouteEndpoint
 from streams.reliability.keys import scope_for_route
@@ -134,9 +135,13 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
 
     cores = serving_cores(gateway)
     gemini = GeminiModels(gateway, cores["gemini"])
+    responses = cores["openai_responses"]
+    assert isinstance(responses, OpenAIResponsesCore)
     routes = [
         Route("/v1/chat/completions", DialectIngress(cores["openai_chat"]), methods=["POST"]),
-        Route("/v1/responses", DialectIngress(cores["openai_responses"]), methods=["POST"]),
+        Route("/v1/responses", DialectIngress(responses), methods=["POST"]),
+        Route("/v1/responses/compact", DialectIngress(ResponsesCompactCore(gateway)), methods=["POST"]),
+        Route("/v1/responses/{response_id}", StoredResponses(responses), methods=["GET", "DELETE"]),
         Route("/v1/messages", DialectIngress(cores["anthropic_messages"]), methods=["POST"]),
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
         Route("/v1/models", ModelsEndpoint(gateway), methods=["GET"]),

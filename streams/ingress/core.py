@@ -18,7 +18,7 @@ from streams.ingress.context import client_key
 from streams.ingress.errors import error_body
 from streams.ingress.exchange import Answer, Exchange, Refusal, call_upstream, read_whole, upstream_refusal
 from streams.ingress.gateway import Gateway
-from streams.ingress.http import Scope
+from streams.ingress.http import Scope, Send
 from streams.ingress.trace import Trace, build_trace
 from streams.translation import registry
 from streams.translation.codec import DialectCodec
@@ -41,6 +41,15 @@ class ServingCore:
         """The decoded HTTP body as the dialect's parser reads it: what the URL says goes in here
         (Gemini names the model and streaming in the path)."""
         return body
+
+    async def with_history(self, ex: Exchange, body: dict[str, Any]) -> dict[str, Any] | Refusal:
+        """The body with what it refers to put in, before parsing (Responses: the conversation a
+        ``previous_response_id`` names), or why it cannot be served."""
+        return body
+
+    def watch_reply(self, ex: Exchange, send: Send) -> Send:
+        """``send`` as the dialect needs to see its reply go out (Responses keeps it for the next turn)."""
+        return send
 
     def client_wants_usage(self, body: dict[str, Any]) -> bool:
         """Did the client ask for usage in its stream? (Only OpenAI Chat makes it optional.)"""

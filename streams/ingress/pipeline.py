@@ -57,7 +57,7 @@ class DialectIngress:
         body = core.request_body(scope, body)
         ex = core.exchange(t0, headers, raw)
         ex.identity = identity
-        send = self._record_before_end(ex, send)
+        send = core.watch_reply(ex, self._record_before_end(ex, send))
         refusal = await parse_request(core, ex, body)
         if refusal is None:
             refusal = admit(core, ex, vkey=check.key, key=key)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -36,6 +38,8 @@ MODEL_FOR = {"openai_chat": "m-chat", "openai_responses": "m-resp", "anthropic_m
 def make_settings(**overrides: Any) -> Settings:
     raw: dict[str, Any] = {
         "server": {"max_body_bytes": 256 * 1024},
+        # Not the user's ~/.weave-router: Responses conversations are stored under the data dir.
+        "data_dir": str(Path(tempfile.gettempdir()) / "weave-router-tests"),
         "providers": [
             {"name": "p-chat", "dialect": "openai_chat", "base_url": "sim"},
             {"name": "p-resp", "dialect": "openai_responses", "base_url": "sim"},
