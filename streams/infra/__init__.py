@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from streams.infra.observed import MeteredEventSink, RecentRequests
     from streams.infra.package_data import files_ending, package_folder
     from streams.infra.runtime import build_gateway_app, feedback_handler, make_router, run_service
-    from streams.infra.serve import HttpServer, bind_socket
+    from streams.infra.serve import HttpServer
     from streams.infra.stack import Stack, StackState
     from streams.infra.topics import ensure_topics, partition_counts
     from streams.infra.worker_process import AnalyticsProxy, TokenGuard, WorkerProcess
@@ -41,7 +41,6 @@ _HOME = {
     "make_router": "runtime",
     "run_service": "runtime",
     "HttpServer": "serve",
-    "bind_socket": "serve",
     "Stack": "stack",
     "StackState": "stack",
     "ensure_topics": "topics",
@@ -61,7 +60,6 @@ __all__ = [
     "StackState",
     "TokenGuard",
     "WorkerProcess",
-    "bind_socket",
     "build_gateway_app",
     "create_health_app",
     "ensure_topics",

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
 from streams.ingress.connections import ConnectionLimits
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind before starting so port 0 resolves to a real port we can print and test against."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Linux passes TCP_NODELAY on to accepted sockets: no Nagle delay on small SSE frames.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 class _QuietServer(uvicorn.Server):
@@ -42,9 +29,11 @@ class HttpServer:
 
     def __init__(self, app: Any, host: str, port: int, *, log_level: str = "warning",
                  limits: ConnectionLimits | None = None) -> None:
-        from streams.ingress.app import connection_limits, uvicorn_config  # the app's settings decide the limits
+        # The app's settings decide the limits.
+        from streams.ingress.app import connection_limits, listen_socket, uvicorn_config
 
-        self.sock = bind_socket(host, port)
+        # Bound before starting so port 0 resolves to a real port we can print and test against.
+        self.sock = listen_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         limits = limits or connection_limits(app)
         # Less work per response: no Server/Date headers, no X-Forwarded parsing (we listen on loopback).
