@@ -93,11 +93,11 @@ def worker(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None)
 @app.command()
 def migrate(config: ConfigOpt = None) -> None:
     """Apply pending ClickHouse migrations (streams/storage/sql/NNNN_*.sql, shipped in the package)."""
-    from streams.storage.clickhouse import connect, redact_url
+    from streams.storage.clickhouse import connect_configured, redact_url
     from streams.storage.migrations import migrate as apply
 
     settings = _settings(config)
-    client = connect(settings.clickhouse_url, settings.clickhouse.database)
+    client = connect_configured(settings)
     applied = apply(client)
     target = redact_url(settings.clickhouse_url)
     console.print(f"applied {', '.join(applied)} on {target}" if applied else f"{target} is up to date")

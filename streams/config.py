@@ -129,6 +129,10 @@ class ClickHouseSettings(BaseModel):
     # An insert costs ~18 ms of CPU whatever its size (chDB, measured: 250 rows 86 µs/row, 4,000 rows
     # 13 µs/row), so the sink waits up to 2 s for company; analytics see rows that much later.
     flush_interval_s: float = Field(2.0, gt=0)
+    # The embedded engine only (storage.clickhouse.EngineLimits): chDB's defaults would let it take 90%
+    # of the machine's RAM and each cache half of it.
+    embedded_max_memory_mb: int = Field(1024, ge=0, description="chDB's memory ceiling (0: chDB's default)")
+    embedded_cache_mb: int = Field(64, ge=0, description="each of chDB's mark and index caches (0: chDB's default)")
 
 
 class SimSettings(BaseModel):

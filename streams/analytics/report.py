@@ -122,12 +122,12 @@ def open_source(settings: Any, base_url: str | None = None) -> str | Client:
     url = base_url or service_url(settings)
     if service_answers(url):
         return url
-    from streams.storage.clickhouse import connect, is_embedded
+    from streams.storage.clickhouse import connect_configured, is_embedded
     from streams.storage.migrations import migrate
 
     store = settings.clickhouse_url
     try:
-        client = connect(store, settings.clickhouse.database)
+        client = connect_configured(settings)
         if is_embedded(store):
             migrate(client)  # a fresh data dir reports empty figures instead of missing tables
         return client

@@ -260,7 +260,7 @@ def render(console: Console, ev: Evaluation, candidate: str, source: str) -> Non
 
 def _clickhouse_records(settings: Settings, since: datetime, until: datetime, console: Console) -> list[Record] | None:
     from streams.analytics.report import service_answers, service_url
-    from streams.storage.clickhouse import connect, is_embedded, redact_url
+    from streams.storage.clickhouse import connect_configured, is_embedded, redact_url
     from streams.storage.migrations import migrate
 
     url = settings.clickhouse_url
@@ -276,7 +276,7 @@ def _clickhouse_records(settings: Settings, since: datetime, until: datetime, co
         )
         return None
     try:
-        client = connect(url, settings.clickhouse.database)
+        client = connect_configured(settings)
         if is_embedded(url):
             migrate(client)
         return load_clickhouse(client, since, until, b.alpha, b.beta)

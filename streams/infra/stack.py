@@ -19,7 +19,7 @@ from typing import Any
 from streams.config import Settings
 from streams.infra.broker import EmbeddedBroker
 from streams.infra.topics import ensure_topics
-from streams.storage.clickhouse import connect, is_embedded, redact_url
+from streams.storage.clickhouse import connect_configured, is_embedded, redact_url
 from streams.storage.migrations import migrate
 
 log = logging.getLogger("weave.stack")
@@ -95,7 +95,7 @@ class Stack:
 
     async def start_clickhouse(self) -> None:
         url = self.settings.clickhouse_url
-        self.clickhouse = await asyncio.to_thread(connect, url, self.settings.clickhouse.database)
+        self.clickhouse = await asyncio.to_thread(connect_configured, self.settings)
         applied = await asyncio.to_thread(migrate, self.clickhouse)
         kind = "embedded chDB" if is_embedded(url) else "ClickHouse server"
         detail = f"{kind} at {redact_url(url)}"

@@ -122,12 +122,12 @@ class WorkerProcess:
 
 def _connect_clickhouse(settings: Any, timeout_s: float) -> Any:
     """chDB takes its data dir's lock when opened; a previous run's child may still be exiting."""
-    from streams.storage.clickhouse import connect
+    from streams.storage.clickhouse import connect_configured
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return connect(settings.clickhouse_url, settings.clickhouse.database)
+            return connect_configured(settings)
         except Exception as exc:
             if time.monotonic() > deadline or "lock" not in str(exc).lower():
                 raise

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from streams.storage.clickhouse import chdb_dir, connect, is_embedded, redact_url
+from streams.storage.clickhouse import EngineLimits, chdb_dir, connect, connect_configured, is_embedded, redact_url
 from streams.storage.migrations import Migration, load_migrations, migrate
 from streams.storage.writer import BatchWriter, FlushResult, StorageUnavailable
 
 __all__ = [
     "BatchWriter",
+    "EngineLimits",
     "FlushResult",
     "Migration",
     "StorageUnavailable",
     "chdb_dir",
     "connect",
+    "connect_configured",
     "is_embedded",
     "load_migrations",
     "migrate",
