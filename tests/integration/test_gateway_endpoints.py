@@ -119,6 +119,12 @@ def test_route_decides_without_calling_a_model(stack: Stack) -> None:
 
 def test_health_and_head_probe(stack: Stack) -> None:
     assert httpx.head(stack.url + "/").status_code == 200
+    # Claude Code's other connectivity probe: a 404 here would read as "no service at this URL".
+    head = httpx.head(stack.url + "/api/hello")
+    assert head.status_code == 200 and head.content == b""
+    got = httpx.get(stack.url + "/api/hello")
+    assert got.status_code == 200 and got.json() == {"service": "weave-router"}
+    assert httpx.post(stack.url + "/api/hello").status_code == 405
     resp = httpx.get(stack.url + "/health")
     assert resp.status_code == 200 and resp.json()["status"] == "ok"
     assert resp.json()["components"]["gateway"] == "ok"
