@@ -13,11 +13,15 @@ from streams.routing.router import Router
 
 
 def test_is_auto() -> None:
-    r = Router(default_settings())  # auto_models: router/auto, claude-opus-*, claude-sonnet-*, gpt-5*
+    r = Router(default_settings())  # auto_models: router/auto, claude-*, gpt-5*, gemini-*
     assert r.is_auto("router/auto") and r.is_auto("router-auto")
     assert r.is_auto("claude-opus-4-8") and r.is_auto("claude-sonnet-5") and r.is_auto("gpt-5.1-codex")
+    # Every name Claude Code sends, its background haiku calls and older releases included.
+    for name in ("claude-haiku-4-5-20251001", "claude-3-5-haiku-20241022", "claude-3-7-sonnet-latest",
+                 "claude-opus-4-1-20250805"):
+        assert r.is_auto(name), name
     assert not r.is_auto("claude-opus-sim")  # a configured model's exact name is never auto
-    assert not r.is_auto("claude-haiku-4-5")
+    assert not r.is_auto("gpt-4o-mini") and not r.is_auto("haiku")
 
 
 def test_decision_fields_are_all_filled() -> None:
