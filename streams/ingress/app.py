@@ -135,6 +135,7 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
 
     cores = serving_cores(gateway)
     gemini = GeminiModels(gateway, cores["gemini"])
+    models = ModelsEndpoint(gateway)
     responses = cores["openai_responses"]
     assert isinstance(responses, OpenAIResponsesCore)
     routes = [
@@ -144,7 +145,9 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
         Route("/v1/responses/{response_id}", StoredResponses(responses), methods=["GET", "DELETE"]),
         Route("/v1/messages", DialectIngress(cores["anthropic_messages"]), methods=["POST"]),
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
-        Route("/v1/models", ModelsEndpoint(gateway), methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        # :path, as model ids have slashes (router/auto; the SDKs send it as router%2Fauto).
+        Route("/v1/models/{model_id:path}", models, methods=["GET"]),
         Route("/v1beta/models", gemini, methods=["GET"]),
         Route("/v1beta/models/{target:path}", gemini, methods=["GET", "POST"]),
         Route("/v1/route", RouteEndpoint(gateway), methods=["POST"]),

@@ -1,0 +1,97 @@
+"""What clients ask of the gateway beyond a completion: one model's metadata (``models.retrieve``),
+Chat Completions' ``n``, forcing a model per request (``x-router-model``), and Claude Code's subagents.
+Real SDKs where the client is an SDK; the default configuration with the real Router where routing
+is what is asserted."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from _gateway_harness import Stack, make_settings, running_stack
+
+from streams.config import load_settings
+from streams.routing.router import Router
+
+KEY = "wr-compat-dev-0000000000000000000000"
+CHAT_ONLY = "wr-compat-chat-000000000000000000000"
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack() as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = make_settings(
+        data_dir=str(tmp_path_factory.mktemp("compat-keys")),
+        reliability={"keys": {"require_key": True, "reload_interval_s": 0}},
+        virtual_keys=[{"name": "dev", "key_sha256": sha(KEY)},
+                      {"name": "chat-only", "key_sha256": sha(CHAT_ONLY), "models": ["m-chat"]}],
+    )
+    with running_stack(settings) as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def default_stack() -> Iterator[Stack]:
+    with running_stack(load_settings(env={}), router=Router) as st:
+        yield st
+
+
+# --- GET /v1/models/{id} -----------------------------------------------------------------------------
+
+
+def test_openai_sdk_retrieves_a_model_and_an_auto_name(stack: Stack) -> None:
+    client = openai.OpenAI(api_key="k", base_url=stack.url + "/v1", max_retries=0)
+    m = client.models.retrieve("m-chat")
+    assert (m.id, m.object, m.owned_by) == ("m-chat", "model", "p-chat") and m.created > 0
+    auto = client.models.retrieve("router/auto")  # sent as router%2Fauto
+    assert (auto.id, auto.owned_by) == ("router/auto", "weave-router")
+    with pytest.raises(openai.NotFoundError) as err:
+        client.models.retrieve("no-such-model")
+    body: Any = err.value.body
+    assert "no-such-model" in body["message"] and body["param"] == "model"
+
+
+def test_anthropic_sdk_retrieves_a_model(stack: Stack) -> None:
+    client = anthropic.Anthropic(api_key="k", base_url=stack.url, max_retries=0)
+    m = client.models.retrieve("m-anth")
+    assert (m.id, m.type, m.display_name) == ("m-anth", "model", "m-anth")
+    with pytest.raises(anthropic.NotFoundError) as err:
+        client.models.retrieve("no-such-model")
+    assert err.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+def test_a_name_the_router_decides_for_is_a_model(default_stack: Stack) -> None:
+    # claude-opus-4-8 matches the default auto_models pattern claude-*: Claude Code may look it up.
+    resp = httpx.get(default_stack.url + "/v1/models/claude-opus-4-8")
+    assert resp.status_code == 200 and resp.json() == {
+        "id": "claude-opus-4-8", "object": "model", "created": resp.json()["created"], "owned_by": "weave-router"}
+    resp = httpx.get(default_stack.url + "/v1/models/claude-opus-4-8", headers=ANTHROPIC_HEADERS)
+    assert resp.json()["type"] == "model" and resp.json()["id"] == "claude-opus-4-8"
+    assert httpx.get(default_stack.url + "/v1/models/gpt-4o-mini").status_code == 404
+
+
+def test_model_retrieve_respects_key_scopes(keyed: Stack) -> None:
+    url = keyed.url + "/v1/models/m-chat"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+    assert httpx.get(url, headers={"authorization": f"Bearer {CHAT_ONLY}"}).status_code == 200
+    # A key scoped to m-chat may not use m-anth: it is told so in the caller's shape.
+    resp = httpx.get(keyed.url + "/v1/models/m-anth", headers={"authorization": f"Bearer {CHAT_ONLY}"})
+    assert resp.status_code == 403 and "m-anth" in resp.json()["error"]["message"]
+    resp = httpx.get(keyed.url + "/v1/models/m-anth", headers={"x-api-key": CHAT_ONLY, **ANTHROPIC_HEADERS})
+    assert resp.status_code == 403 and resp.json()["error"]["type"] == "permission_error"
