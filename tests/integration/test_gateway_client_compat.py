@@ -95,3 +95,32 @@ def test_model_retrieve_respects_key_scopes(keyed: Stack) -> None:
     assert resp.status_code == 403 and "m-anth" in resp.json()["error"]["message"]
     resp = httpx.get(keyed.url + "/v1/models/m-anth", headers={"x-api-key": CHAT_ONLY, **ANTHROPIC_HEADERS})
     assert resp.status_code == 403 and resp.json()["error"]["type"] == "permission_error"
+
+
+# --- Chat Completions' n -----------------------------------------------------------------------------
+
+
+def test_n_above_one_is_refused_where_it_cannot_be_honoured(stack: Stack) -> None:
+    client = openai.OpenAI(api_key="k", base_url=stack.url + "/v1", max_retries=0)
+    sent = len(stack.client.records)
+    for model in ("router/auto", "m-anth", "m-resp"):  # routed, or a provider without n: one choice at most
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model=model, n=2, messages=[{"role": "user", "content": "hi"}])
+        body: Any = err.value.body
+        assert body["param"] == "n" and "n=2" in body["message"] and body["type"] == "invalid_request_error"
+    for bad in (0, "two", 1000, True):
+        resp = httpx.post(stack.url + "/v1/chat/completions",
+                          json={"model": "m-chat", "n": bad, "messages": [{"role": "user", "content": "hi"}]})
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == "n", bad
+    assert len(stack.client.records) == sent  # refused before any provider was called
+    resp = httpx.post(stack.url + "/v1/route", json={"model": "router/auto", "n": 3,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "n"
+
+
+def test_n_is_passed_on_to_a_named_chat_completions_model(stack: Stack) -> None:
+    client = openai.OpenAI(api_key="k", base_url=stack.url + "/v1", max_retries=0)
+    out = client.chat.completions.create(model="m-chat", n=2, messages=[{"role": "user", "content": "hi"}])
+    assert out.choices and b'"n":2' in stack.last().body.replace(b" ", b"")
+    one = client.chat.completions.create(model="router/auto", n=1, messages=[{"role": "user", "content": "hi"}])
+    assert len(one.choices) == 1
