@@ -69,6 +69,9 @@ def admit(core: ServingCore, ex: Exchange, *, vkey: VirtualKey | None = None, ke
             return ex.fail(Refusal(check.status, check.message, error_type=check.error_type_for(dialect),
                                    headers=check.headers()))
         ex.limits, ex.est_tokens = limits, est_tokens
+    missing = gw.override_problem(ex.headers, requested)
+    if missing is not None:
+        return ex.fail(Refusal(404, missing, param="model"))
     decision = gw.decide(req, ex.headers, requested, session_id or session_identity(ex.headers, req, key))
     if decision is None:
         return ex.fail(Refusal(404, f"model '{requested}' not found", param="model"))

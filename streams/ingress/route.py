@@ -83,6 +83,10 @@ class RouteEndpoint:
         key = client_key(headers)
         if await gw.refuse_model(key, req.model, dialect, send):
             return
+        missing = gw.override_problem(headers, req.model)
+        if missing is not None:
+            await send_error(send, dialect, 404, missing, param="model")
+            return
         decision = gw.decide(req, headers, req.model, session_identity(headers, req, key))
         if decision is None:
             await send_error(send, dialect, 404, f"model '{req.model}' not found", param="model")

@@ -19,7 +19,7 @@ from streams.routing.cache import DecisionCache, signature
 from streams.routing.catalog import Catalog
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, load_labels
 from streams.routing.client_detection import lower_case_headers
-from streams.routing.decision import PASSTHROUGH, Decision
+from streams.routing.decision import MODEL_OVERRIDE_HEADER, OVERRIDE, PASSTHROUGH, Decision
 from streams.routing.extractor import FeatureExtractor
 from streams.routing.features import Features
 from streams.routing.patterns import BanditPattern, CascadePattern, Choice, PolicyContext
@@ -141,6 +141,10 @@ class Router:
             return self._named(f, session, requested_model)
 
         self._classify(f)
+        forced = h.get(MODEL_OVERRIDE_HEADER, "").strip()
+        if forced in self._configured:
+            # Before the cache: a cached pick must not win over what the caller forces.
+            return self._forced(f, session, forced)
         fd = f.to_dict()
         route = select_route(self.routes, fd)
         self._note_stuck(f, session, route)
@@ -272,6 +276,16 @@ class Router:
             model, PASSTHROUGH, f"client asked for configured model {model}", 1.0, 1.0, [], f, fd, session, None
         )
 
+    def _forced(self, f: Features, session: SessionState, model: str) -> Decision:
+        """The model the caller forced with ``x-router-model``. The session moves to it (its history
+        is now that model's), except for a background call, which never moves the session."""
+        session.requests += 1
+        if not f.background and session.model != model:
+            session.model = model
+            session.epoch += 1
+        reason = f"override: {MODEL_OVERRIDE_HEADER} header forces {model} (task {f.task})"
+        return self._finish(model, OVERRIDE, reason, 1.0, 1.0, [], f, f.to_dict(), session, None, route_name=OVERRIDE)
+
     def _finish(
         self,
         model: str,
@@ -286,6 +300,7 @@ class Router:
         route: CompiledRoute | None,
         *,
         cached: bool = False,
+        route_name: str | None = None,
     ) -> Decision:
         did = str(uuid.uuid4())
         session.last_decision_id = did
@@ -300,7 +315,7 @@ class Router:
             confidence=float(confidence),
             propensity=float(propensity),
             features=fd,
-            route=route.name if route is not None else PASSTHROUGH,
+            route=route.name if route is not None else route_name or PASSTHROUGH,
             prompt_version=route.prompt_version if route is not None else None,
             fallbacks=fallbacks,
             cached=cached,

@@ -21,6 +21,7 @@ from streams.routing.router import Router
 KEY = "wr-compat-dev-0000000000000000000000"
 CHAT_ONLY = "wr-compat-chat-000000000000000000000"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+READ_TOOL = {"name": "Read", "description": "Read a file", "input_schema": {"type": "object"}}
 
 
 def sha(key: str) -> str:
@@ -39,9 +40,9 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         data_dir=str(tmp_path_factory.mktemp("compat-keys")),
         reliability={"keys": {"require_key": True, "reload_interval_s": 0}},
         virtual_keys=[{"name": "dev", "key_sha256": sha(KEY)},
-                      {"name": "chat-only", "key_sha256": sha(CHAT_ONLY), "models": ["m-chat"]}],
+                      {"name": "chat-only", "key_sha256": sha(CHAT_ONLY), "models": ["m-chat", "router/auto"]}],
     )
-    with running_stack(settings) as st:
+    with running_stack(settings, router=Router) as st:
         yield st
 
 
@@ -124,3 +125,63 @@ def test_n_is_passed_on_to_a_named_chat_completions_model(stack: Stack) -> None:
     assert out.choices and b'"n":2' in stack.last().body.replace(b" ", b"")
     one = client.chat.completions.create(model="router/auto", n=1, messages=[{"role": "user", "content": "hi"}])
     assert len(one.choices) == 1
+
+
+# --- x-router-model: a model forced per request ------------------------------------------------------
+
+
+def _decision(st: Stack, resp: httpx.Response) -> Any:
+    return next(d for d, _ in st.events.decisions if d.decision_id == resp.headers["x-router-decision-id"])
+
+
+def test_x_router_model_forces_the_model_of_a_routed_request(default_stack: Stack) -> None:
+    st = default_stack
+    body = {"model": "claude-opus-4-8", "max_tokens": 4096, "tools": [READ_TOOL],
+            "messages": [{"role": "user", "content": "design the architecture of a new billing service"}]}
+    headers = {**ANTHROPIC_HEADERS, "x-claude-code-session-id": "forced-1"}
+    routed = httpx.post(st.url + "/v1/messages", json=body, headers=headers)
+    assert routed.status_code == 200 and routed.headers["x-router-model"] != "deepseek-sim"
+    forced = httpx.post(st.url + "/v1/messages", json=body, headers={**headers, "x-router-model": "deepseek-sim"})
+    assert forced.status_code == 200 and forced.json()["type"] == "message"
+    assert forced.headers["x-router-model"] == "deepseek-sim" and forced.headers["x-router-session"] == "forced-1"
+    d = _decision(st, forced)
+    assert (d.policy, d.route) == ("override", "override")
+    assert d.reason.startswith("override: x-router-model header forces deepseek-sim")
+    # Over Chat Completions, and decide-only, alike.
+    chat = {"model": "router/auto", "messages": [{"role": "user", "content": "hi"}]}
+    resp = httpx.post(st.url + "/v1/chat/completions", json=chat, headers={"x-router-model": "claude-haiku-sim"})
+    assert resp.status_code == 200 and resp.headers["x-router-model"] == "claude-haiku-sim"
+    route = httpx.post(st.url + "/v1/route", json=chat, headers={"x-router-model": "gpt-mini-sim"}).json()
+    assert (route["model"], route["policy"]) == ("gpt-mini-sim", "override")
+
+
+def test_x_router_model_naming_an_unknown_model_is_a_404_in_dialect(default_stack: Stack) -> None:
+    st = default_stack
+    sent = len(st.client.records)
+    body = {"model": "router/auto", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    resp = httpx.post(st.url + "/v1/messages", json=body, headers={**ANTHROPIC_HEADERS, "x-router-model": "nope-9"})
+    assert resp.status_code == 404
+    assert resp.json()["type"] == "error" and resp.json()["error"]["type"] == "not_found_error"
+    assert "nope-9" in resp.json()["error"]["message"] and "x-router-model" in resp.json()["error"]["message"]
+    client = openai.OpenAI(api_key="k", base_url=st.url + "/v1", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="router/auto", messages=[{"role": "user", "content": "hi"}],
+                                       extra_headers={"x-router-model": "nope-9"})
+    assert "nope-9" in err.value.message
+    resp = httpx.post(st.url + "/v1/route", json=body, headers={**ANTHROPIC_HEADERS, "x-router-model": "nope-9"})
+    assert resp.status_code == 404
+    assert len(st.client.records) == sent
+
+
+def test_x_router_model_is_held_to_the_key_scope(keyed: Stack) -> None:
+    chat = {"model": "router/auto", "messages": [{"role": "user", "content": "hi"}]}
+    ok = httpx.post(keyed.url + "/v1/chat/completions", json=chat,
+                    headers={"authorization": f"Bearer {CHAT_ONLY}", "x-router-model": "m-chat"})
+    assert ok.status_code == 200 and ok.headers["x-router-model"] == "m-chat"
+    denied = httpx.post(keyed.url + "/v1/chat/completions", json=chat,
+                        headers={"authorization": f"Bearer {CHAT_ONLY}", "x-router-model": "m-anth"})
+    assert denied.status_code == 403 and "m-anth" in denied.json()["error"]["message"]
+    body = {"model": "router/auto", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    denied = httpx.post(keyed.url + "/v1/messages", json=body,
+                        headers={"x-api-key": CHAT_ONLY, "x-router-model": "m-anth", **ANTHROPIC_HEADERS})
+    assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"

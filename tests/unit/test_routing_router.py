@@ -50,6 +50,24 @@ def test_explicit_configured_model_is_passed_through() -> None:
     assert (d.model, d.policy, d.provider, d.confidence) == ("gpt-mini-sim", "passthrough", "sim-openai", 1.0)
 
 
+def test_x_router_model_forces_the_model_over_the_policy_and_the_cache() -> None:
+    b = FakeBandit("gpt-mini-sim", 0.5, 0.99)
+    r = Router(default_settings(decision_cache_ttl_s=30), bandit=b)
+    req = request([user("Implement pagination")])
+    hdrs = {"x-session-id": "f1"}
+    assert r.decide(req, hdrs, requested_model="router/auto").model == "gpt-mini-sim"
+    d = r.decide(req, {**hdrs, "X-Router-Model": " claude-opus-sim "}, requested_model="router/auto")
+    assert (d.model, d.provider, d.policy, d.route, d.cached) == ("claude-opus-sim", "sim-anthropic", "override",
+                                                                 "override", False)
+    assert d.reason == "override: x-router-model header forces claude-opus-sim (task implementation)"
+    assert d.session_id == "f1" and d.features["task"] == "implementation"
+    assert len(b.calls) == 1  # the policy was not asked
+    # The session's history is now the forced model's: it stays there rather than the cached pick.
+    assert r.sessions.get("f1").model == "claude-opus-sim"  # type: ignore[union-attr]
+    # A name the router does not serve is no override here (the gateway answers it with a 404 first).
+    assert r.decide(req, {**hdrs, "x-router-model": "nope"}, requested_model="router/auto").policy != "override"
+
+
 def test_decision_cache_reuses_within_ttl_only() -> None:
     clock = Clock()
     b = FakeBandit("gpt-mini-sim", 0.5, 0.99)
