@@ -24,7 +24,7 @@ from streams.routing.extractor import FeatureExtractor
 from streams.routing.features import Features
 from streams.routing.patterns import BanditPattern, CascadePattern, Choice, PolicyContext
 from streams.routing.routes import CompiledRoute, compile_routes, select_route
-from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict
+from streams.routing.sessions import SessionState, SessionStore, session_identity, subagent_key, switch_verdict
 from streams.translation.canonical import CanonicalRequest
 
 AUTO_MODEL = "router/auto"
@@ -111,22 +111,26 @@ class Router:
         rung and lets the next safe boundary switch to a stronger model. With ``learn`` the bandit is
         updated in-process (the learner agent does this from Kafka, so it is off by default).
         ``kind`` (tests, check, ...) is informational: every failed kind escalates alike.
+        The session's subagents get the same outcome: their work is part of the session's task.
         Returns False for an unknown/expired session."""
-        s = self.sessions.get(session_id)
-        if s is None:
+        parent = self.sessions.get(session_id)
+        if parent is None:
             return False
-        s.epoch += 1
-        if success:
-            s.successes += 1
-            s.escalation_pending = False
-        else:
-            s.failures += 1
-            s.cascade_level += 1
-            s.escalation_pending = True
-        if learn and self.bandit is not None and s.last_context is not None and s.last_arm:
-            b = self.settings.routing.bandit
-            reward = b.alpha * float(success) - b.beta * float(cost_usd or 0.0)
-            self.bandit.learn_one(s.last_context, s.last_arm, reward)
+        states = [parent, *(c for k in parent.subagents if (c := self.sessions.get(k)) is not None)]
+        cost_share = float(cost_usd or 0.0) / len(states)  # the session's cost, spread over who spent it
+        for s in states:
+            s.epoch += 1
+            if success:
+                s.successes += 1
+                s.escalation_pending = False
+            else:
+                s.failures += 1
+                s.cascade_level += 1
+                s.escalation_pending = True
+            if learn and self.bandit is not None and s.last_context is not None and s.last_arm:
+                b = self.settings.routing.bandit
+                reward = b.alpha * float(success) - b.beta * cost_share
+                self.bandit.learn_one(s.last_context, s.last_arm, reward)
         return True
 
     def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
@@ -136,6 +140,12 @@ class Router:
         f = self.extractor.extract(req, h, requested_model=requested_model)
         sid = session_id or session_identity(h, req)
         session = self.sessions.touch(sid)
+        state_key = sid
+        if f.subagent:
+            # A subagent (Claude Code's Task tool) shares the session id but not the conversation: it is
+            # routed on its own (own task, own model) and its decisions still name the parent session.
+            session = self.sessions.subagent(session, f.subagent)
+            state_key = subagent_key(sid, f.subagent)
 
         if not self.is_auto(requested_model) and requested_model in self._configured:
             return self._named(f, session, requested_model)
@@ -151,7 +161,7 @@ class Router:
 
         key = None
         if self.cache.enabled:
-            key = (sid, session.epoch, self.policy_version, signature(f, route.name))
+            key = (state_key, session.epoch, self.policy_version, signature(f, route.name))
             hit = self.cache.get(key)
             if hit is not None:
                 session.requests += 1
@@ -198,7 +208,7 @@ class Router:
             # The learner credits outcomes to exactly the context the bandit saw (attempt included).
             d.features["context"] = dict(choice.context)
         if key is not None:
-            self.cache.put((sid, session.epoch, self.policy_version, key[3]), d)
+            self.cache.put((state_key, session.epoch, self.policy_version, key[3]), d)
         return d
 
     # --- steps -------------------------------------------------------------------------------------

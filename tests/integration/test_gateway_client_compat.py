@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from _gateway_harness import Stack, make_settings, running_stack
+from _gateway_harness import Stack, make_settings, running_stack, trace_for
 
 from streams.config import load_settings
 from streams.routing.router import Router
@@ -185,3 +185,39 @@ def test_x_router_model_is_held_to_the_key_scope(keyed: Stack) -> None:
     denied = httpx.post(keyed.url + "/v1/messages", json=body,
                         headers={"x-api-key": CHAT_ONLY, "x-router-model": "m-anth", **ANTHROPIC_HEADERS})
     assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"
+
+
+# --- Claude Code's subagents ------------------------------------------------------------------------
+
+
+def test_claude_code_subagent_is_routed_alone_and_traced_to_the_parent_session(default_stack: Stack) -> None:
+    st = default_stack
+    cc = {**ANTHROPIC_HEADERS, "user-agent": "claude-cli/2.1.197 (external, sdk-cli)",
+          "x-claude-code-session-id": "cc-parent-1"}
+
+    def turn(text: str, system: str, **extra: str) -> httpx.Response:
+        body = {"model": "claude-opus-4-8", "max_tokens": 32000, "stream": True, "tools": [READ_TOOL],
+                "system": [{"type": "text", "text": system}], "messages": [{"role": "user", "content": text}]}
+        resp = httpx.post(st.url + "/v1/messages?beta=true", json=body, headers={**cc, **extra})
+        assert resp.status_code == 200, resp.text[:300]
+        return resp
+
+    main_prompt = "You are Claude Code, Anthropic's official CLI for Claude."
+    parent = turn("Plan the architecture for migrating billing to event sourcing; design the components", main_prompt)
+    # The Task tool's subagent: its own system prompt and agent id, the parent's session header.
+    child = turn("Find where the config loader is defined and which files import it.",
+                 "You are a file search specialist for Claude Code, Anthropic's official CLI for Claude.",
+                 **{"x-claude-code-agent-id": "a-explore-1", "x-claude-code-parent-agent-id": ""})
+    tiers = {m.name: m.tier for m in st.gateway.settings.models}
+    assert tiers[parent.headers["x-router-model"]] == "frontier"
+    assert tiers[child.headers["x-router-model"]] == "cheap"
+    assert child.headers["x-router-session"] == "cc-parent-1"
+    trace = trace_for(st, child.headers["x-request-id"])
+    assert trace["session_id"] == "cc-parent-1"
+    d = _decision(st, child)
+    assert d.session_id == "cc-parent-1" and d.features["subagent"] == "agent:a-explore-1"
+    assert d.features["task"] == "search"
+    # The parent's conversation stays on its model: the subagent neither stuck to it nor moved it.
+    again = turn("Plan the architecture for migrating billing to event sourcing; design the components",
+                 main_prompt)
+    assert again.headers["x-router-model"] == parent.headers["x-router-model"]
