@@ -221,3 +221,17 @@ def test_the_parent_sessions_outcome_is_the_subagents_too() -> None:
     assert child is not None and child.session_id == "cc-session-1"
     assert r.record_outcome("cc-session-1", success=False)
     assert (parent.failures, child.failures) == (1, 1) and child.escalation_pending
+
+
+def test_the_learner_credits_the_subagents_decisions_with_the_parents_outcome() -> None:
+    from streams.agents.learner import OutcomeJoiner
+    from streams.agents.records import decision_event
+
+    r, parent, child = _plan_and_explore({**CC_HEADERS, "x-claude-code-agent-id": "agent-7"})
+    j = OutcomeJoiner()
+    for d in (parent, child):
+        assert j.add_decision(decision_event(d, request_id=d.decision_id)) == []
+    credits = j.add_outcome({"event_id": "o1", "session_id": "cc-session-1", "success": 1.0,
+                             "ts_ms": child.ts_ms + 1})
+    assert {c.model for c in credits} == {parent.model, child.model} and len(credits) == 2
+    assert all(c.context for c in credits)  # what the bandit saw for each, the subagent's own included
