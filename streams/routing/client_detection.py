@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from streams.translation.canonical import CanonicalRequest, TextPart
 
-# Claude Code (2.1.139 and later) names the subagent a request comes from; the parent's requests carry none.
+# Recent Claude Code versions name the subagent a request comes from; the parent's requests carry none.
 CLAUDE_CODE_AGENT_HEADER = "x-claude-code-agent-id"
 # How the system prompts of Claude Code's built-in subagents (Task/Agent tool: general-purpose, Explore,
 # Plan) open, for the versions that send no agent header. The main thread's opens otherwise.
