@@ -41,7 +41,7 @@ from streams.routing.features import Features
 from streams.routing.patterns import BanditPattern, PolicyContext
 from streams.routing.routes import compile_routes, select_route
 
-NOT_ROUTED = ("explicit", "passthrough", "fallback")
+NOT_ROUTED = ("explicit", "passthrough", "fallback", "override")
 _FEATURE_FIELDS = {f.name for f in fields(Features)}
 
 

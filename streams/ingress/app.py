@@ -51,7 +51,7 @@ _BASIC_CHALLENGE = (b"www-authenticate", b'Basic realm="weave-router", charset="
 
 
 class _Root:
-    """HEAD / (Claude Code's connectivity probe) and GET /: 200."""
+    """HEAD / and HEAD /api/hello (Claude Code's connectivity probes), and their GETs: 200."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_bytes(send, 200, b'{"service":"weave-router"}', JSON_HEADERS)
@@ -135,6 +135,7 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
 
     cores = serving_cores(gateway)
     gemini = GeminiModels(gateway, cores["gemini"])
+    models = ModelsEndpoint(gateway)
     responses = cores["openai_responses"]
     assert isinstance(responses, OpenAIResponsesCore)
     routes = [
@@ -144,13 +145,17 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
         Route("/v1/responses/{response_id}", StoredResponses(responses), methods=["GET", "DELETE"]),
         Route("/v1/messages", DialectIngress(cores["anthropic_messages"]), methods=["POST"]),
         Route("/v1/messages/count_tokens", CountTokensEndpoint(gateway), methods=["POST"]),
-        Route("/v1/models", ModelsEndpoint(gateway), methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        # :path, as model ids have slashes (router/auto; the SDKs send it as router%2Fauto).
+        Route("/v1/models/{model_id:path}", models, methods=["GET"]),
         Route("/v1beta/models", gemini, methods=["GET"]),
         Route("/v1beta/models/{target:path}", gemini, methods=["GET", "POST"]),
         Route("/v1/route", RouteEndpoint(gateway), methods=["POST"]),
         Route("/v1/feedback", FeedbackEndpoint(gateway, feedback), methods=["POST"]),
         Route("/health", _Health(gateway), methods=["GET"]),
         Route("/", _Root(), methods=["GET", "HEAD"]),
+        # Claude Code probes this path before its first request; a 404 there reads as "no service".
+        Route("/api/hello", _Root(), methods=["GET", "HEAD"]),
     ]
     handlers: dict[Any, Any] = {404: _http_error, 405: _http_error, HTTPException: _http_error, Exception: _crash}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

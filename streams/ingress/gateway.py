@@ -22,7 +22,7 @@ from streams.providers.client import UpstreamClient
 from streams.providers.failover import Candidate, FailoverPolicy, candidates
 from streams.reliability.keys import VirtualKey
 from streams.reliability.policy import Reliability
-from streams.routing.decision import PASSTHROUGH, Decision
+from streams.routing.decision import MODEL_OVERRIDE_HEADER, PASSTHROUGH, Decision
 from streams.translation.canonical import CanonicalRequest
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,17 @@ class Gateway:
             return self.router.is_auto(name)
         except Exception:
             return False
+
+    def override_problem(self, headers: Mapping[str, str], requested: str) -> str | None:
+        """Why the model a caller forces with ``x-router-model`` cannot be served (the 404's message), or
+        None. The header counts only on a name the router decides for (a named model is served as named);
+        there it must name a configured model (an auto name in it just routes as usual)."""
+        forced = headers.get(MODEL_OVERRIDE_HEADER, "").strip()
+        if not forced or forced in self.models or requested in self.models or not self.knows_model(requested):
+            return None
+        if self.knows_model(forced):
+            return None
+        return f"model '{forced}' (forced by the {MODEL_OVERRIDE_HEADER} header) not found"
 
     # --- decisions ----------------------------------------------------------------------------------
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from streams.translation.canonical import CanonicalRequest, TextPart
 
+# Recent Claude Code versions name the subagent a request comes from; the parent's requests carry none.
+CLAUDE_CODE_AGENT_HEADER = "x-claude-code-agent-id"
+# How the system prompts of Claude Code's built-in subagents (Task/Agent tool: general-purpose, Explore,
+# Plan) open, for the versions that send no agent header. The main thread's opens otherwise.
+_SUBAGENT_OPENINGS = ("You are an agent for Claude Code", "You are a file search specialist for Claude Code",
+                      "You are a software architect and planning specialist for Claude Code")
+_MAX_AGENT_ID = 100
 _AIDER_MARKERS = ("Act as an expert software developer", "SEARCH/REPLACE", "*added these files to the chat*")
 
 
@@ -51,3 +59,19 @@ def _looks_like_aider(req: CanonicalRequest) -> bool:
         if m.role == "system":
             texts.extend(p.text for p in m.parts[:1] if isinstance(p, TextPart))
     return any(marker in t[:3000] for t in texts for marker in _AIDER_MARKERS)
+
+
+def subagent_of(h: Mapping[str, str], req: CanonicalRequest) -> str:
+    """Which of a session's agents sent the request: "" for the main thread, else a key naming the
+    subagent (its ``x-claude-code-agent-id``, else a hash of its built-in system prompt). A subagent
+    shares the parent's session id (header and ``metadata.user_id``) but has its own conversation.
+    ``h`` must have lower-case names."""
+    agent = h.get(CLAUDE_CODE_AGENT_HEADER, "").strip()
+    if agent:
+        return "agent:" + agent[:_MAX_AGENT_ID]
+    for part in req.system[:4]:  # Claude Code puts a billing line and an identity line first
+        head = part.text[:200].lstrip()  # sliced first: the main prompt is ~25 KB
+        if head.startswith(_SUBAGENT_OPENINGS):
+            digest = hashlib.blake2b(part.text[:4000].encode("utf-8", "surrogatepass"), digest_size=6)
+            return "prompt:" + digest.hexdigest()
+    return ""

@@ -8,6 +8,10 @@ from typing import Any
 # The policy (and route) of a decision for a model the client named: the same over HTTP and Kafka, so
 # analytics and off-policy evaluation tell routed requests from named ones by one value.
 PASSTHROUGH = "passthrough"
+# The policy (and route) of a decision the caller forced with the ``x-router-model`` request header on a
+# name the router decides for: not the policy's pick either, so off-policy evaluation leaves it out.
+OVERRIDE = "override"
+MODEL_OVERRIDE_HEADER = "x-router-model"
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streams.routing.agent_stage import read_stage
-from streams.routing.client_detection import detect_client, lower_case_headers
+from streams.routing.client_detection import detect_client, lower_case_headers, subagent_of
 from streams.routing.features import LATENCIES, TASK_TYPES, TEXT_SCAN, TIERS, Features, text_features
 from streams.translation.canonical import (
     CanonicalRequest,
@@ -100,6 +100,7 @@ class FeatureExtractor:
         h = lower_case_headers(headers)
         f = Features(dialect=req.dialect, requested_model=requested_model or req.model, stream=req.stream)
         f.client, f.client_version = detect_client(h, req)
+        f.subagent = subagent_of(h, req)
         f.max_tokens = req.max_tokens or 0
 
         # Sizes: chars / 4. The system prompt may also arrive as role=system messages (Claude Code, aider).

@@ -70,6 +70,8 @@ class Features:
     hint_max_cost_usd: float = 0.0
     hint_latency: str = ""
     background: bool = False
+    # The subagent of the session that sent it ("" for the main thread): ``client_detection.subagent_of``.
+    subagent: str = ""
     language: str = ""  # the most named source-file extension in the current turn (py, ts, go ...)
     # The last real user text (not sent to logs; the classifier reads it).
     task_text: str = field(default="", repr=False)

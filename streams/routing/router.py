@@ -19,12 +19,12 @@ from streams.routing.cache import DecisionCache, signature
 from streams.routing.catalog import Catalog
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, load_labels
 from streams.routing.client_detection import lower_case_headers
-from streams.routing.decision import PASSTHROUGH, Decision
+from streams.routing.decision import MODEL_OVERRIDE_HEADER, OVERRIDE, PASSTHROUGH, Decision
 from streams.routing.extractor import FeatureExtractor
 from streams.routing.features import Features
 from streams.routing.patterns import BanditPattern, CascadePattern, Choice, PolicyContext
 from streams.routing.routes import CompiledRoute, compile_routes, select_route
-from streams.routing.sessions import SessionState, SessionStore, session_identity, switch_verdict
+from streams.routing.sessions import SessionState, SessionStore, session_identity, subagent_key, switch_verdict
 from streams.translation.canonical import CanonicalRequest
 
 AUTO_MODEL = "router/auto"
@@ -111,22 +111,26 @@ class Router:
         rung and lets the next safe boundary switch to a stronger model. With ``learn`` the bandit is
         updated in-process (the learner agent does this from Kafka, so it is off by default).
         ``kind`` (tests, check, ...) is informational: every failed kind escalates alike.
+        The session's subagents get the same outcome: their work is part of the session's task.
         Returns False for an unknown/expired session."""
-        s = self.sessions.get(session_id)
-        if s is None:
+        parent = self.sessions.get(session_id)
+        if parent is None:
             return False
-        s.epoch += 1
-        if success:
-            s.successes += 1
-            s.escalation_pending = False
-        else:
-            s.failures += 1
-            s.cascade_level += 1
-            s.escalation_pending = True
-        if learn and self.bandit is not None and s.last_context is not None and s.last_arm:
-            b = self.settings.routing.bandit
-            reward = b.alpha * float(success) - b.beta * float(cost_usd or 0.0)
-            self.bandit.learn_one(s.last_context, s.last_arm, reward)
+        states = [parent, *(c for k in parent.subagents if (c := self.sessions.get(k)) is not None)]
+        cost_share = float(cost_usd or 0.0) / len(states)  # the session's cost, spread over who spent it
+        for s in states:
+            s.epoch += 1
+            if success:
+                s.successes += 1
+                s.escalation_pending = False
+            else:
+                s.failures += 1
+                s.cascade_level += 1
+                s.escalation_pending = True
+            if learn and self.bandit is not None and s.last_context is not None and s.last_arm:
+                b = self.settings.routing.bandit
+                reward = b.alpha * float(success) - b.beta * cost_share
+                self.bandit.learn_one(s.last_context, s.last_arm, reward)
         return True
 
     def decide(self, req: CanonicalRequest, headers: Mapping[str, str], *, requested_model: str,
@@ -136,18 +140,28 @@ class Router:
         f = self.extractor.extract(req, h, requested_model=requested_model)
         sid = session_id or session_identity(h, req)
         session = self.sessions.touch(sid)
+        state_key = sid
+        if f.subagent:
+            # A subagent (Claude Code's Task tool) shares the session id but not the conversation: it is
+            # routed on its own (own task, own model) and its decisions still name the parent session.
+            session = self.sessions.subagent(session, f.subagent)
+            state_key = subagent_key(sid, f.subagent)
 
         if not self.is_auto(requested_model) and requested_model in self._configured:
             return self._named(f, session, requested_model)
 
         self._classify(f)
+        forced = h.get(MODEL_OVERRIDE_HEADER, "").strip()
+        if forced in self._configured:
+            # Before the cache: a cached pick must not win over what the caller forces.
+            return self._forced(f, session, forced)
         fd = f.to_dict()
         route = select_route(self.routes, fd)
         self._note_stuck(f, session, route)
 
         key = None
         if self.cache.enabled:
-            key = (sid, session.epoch, self.policy_version, signature(f, route.name))
+            key = (state_key, session.epoch, self.policy_version, signature(f, route.name))
             hit = self.cache.get(key)
             if hit is not None:
                 session.requests += 1
@@ -194,7 +208,7 @@ class Router:
             # The learner credits outcomes to exactly the context the bandit saw (attempt included).
             d.features["context"] = dict(choice.context)
         if key is not None:
-            self.cache.put((sid, session.epoch, self.policy_version, key[3]), d)
+            self.cache.put((state_key, session.epoch, self.policy_version, key[3]), d)
         return d
 
     # --- steps -------------------------------------------------------------------------------------
@@ -272,6 +286,16 @@ class Router:
             model, PASSTHROUGH, f"client asked for configured model {model}", 1.0, 1.0, [], f, fd, session, None
         )
 
+    def _forced(self, f: Features, session: SessionState, model: str) -> Decision:
+        """The model the caller forced with ``x-router-model``. The session moves to it (its history
+        is now that model's), except for a background call, which never moves the session."""
+        session.requests += 1
+        if not f.background and session.model != model:
+            session.model = model
+            session.epoch += 1
+        reason = f"override: {MODEL_OVERRIDE_HEADER} header forces {model} (task {f.task})"
+        return self._finish(model, OVERRIDE, reason, 1.0, 1.0, [], f, f.to_dict(), session, None, route_name=OVERRIDE)
+
     def _finish(
         self,
         model: str,
@@ -286,6 +310,7 @@ class Router:
         route: CompiledRoute | None,
         *,
         cached: bool = False,
+        route_name: str | None = None,
     ) -> Decision:
         did = str(uuid.uuid4())
         session.last_decision_id = did
@@ -300,7 +325,7 @@ class Router:
             confidence=float(confidence),
             propensity=float(propensity),
             features=fd,
-            route=route.name if route is not None else PASSTHROUGH,
+            route=route.name if route is not None else route_name or PASSTHROUGH,
             prompt_version=route.prompt_version if route is not None else None,
             fallbacks=fallbacks,
             cached=cached,

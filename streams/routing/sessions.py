@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -115,6 +115,17 @@ class SessionState:
     # Requests that arrived with failing tests in their recent history ("tests failing again").
     failing_tests_seen: int = 0
     last_stage: str = ""
+    # The state keys of this session's subagents (Claude Code's Task tool), newest last: each has its
+    # own model and conversation, and this session's outcomes are theirs too.
+    subagents: list[str] = field(default_factory=list)
+
+
+MAX_SUBAGENTS = 64  # per session: the oldest are forgotten beyond it (Claude Code caps concurrency at 20)
+
+
+def subagent_key(session_id: str, subagent: str) -> str:
+    """The state key of a subagent of ``session_id`` (decisions still carry ``session_id`` itself)."""
+    return f"{session_id}\x1f{subagent}"
 
 
 class SessionStore:
@@ -138,19 +149,29 @@ class SessionStore:
             return None
         return s
 
-    def touch(self, session_id: str) -> SessionState:
-        """The live session (created if new or expired), marked as just used."""
+    def touch(self, session_id: str, key: str | None = None) -> SessionState:
+        """The live session (created if new or expired), marked as just used. ``key``: where its state
+        is kept when that is not ``session_id`` (a subagent's: ``subagent_key``)."""
         now = self.clock()
-        s = self.get(session_id)
+        key = key or session_id
+        s = self.get(key)
         if s is None:
             s = SessionState(session_id)
-            self._items[session_id] = s
+            self._items[key] = s
             while len(self._items) > self.max_sessions:
                 self._items.popitem(last=False)
         else:
-            self._items.move_to_end(session_id)
+            self._items.move_to_end(key)
         s.last_seen = now
         return s
+
+    def subagent(self, parent: SessionState, subagent: str) -> SessionState:
+        """The state of ``parent``'s subagent (created if new), registered with the parent."""
+        key = subagent_key(parent.session_id, subagent)
+        if key not in parent.subagents:
+            parent.subagents.append(key)
+            del parent.subagents[:-MAX_SUBAGENTS]
+        return self.touch(parent.session_id, key)
 
 
 @dataclass(slots=True)

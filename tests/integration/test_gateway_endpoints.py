@@ -119,6 +119,12 @@ def test_route_decides_without_calling_a_model(stack: Stack) -> None:
 
 def test_health_and_head_probe(stack: Stack) -> None:
     assert httpx.head(stack.url + "/").status_code == 200
+    # Claude Code's other connectivity probe: a 404 here would read as "no service at this URL".
+    head = httpx.head(stack.url + "/api/hello")
+    assert head.status_code == 200 and head.content == b""
+    got = httpx.get(stack.url + "/api/hello")
+    assert got.status_code == 200 and got.json() == {"service": "weave-router"}
+    assert httpx.post(stack.url + "/api/hello").status_code == 405
     resp = httpx.get(stack.url + "/health")
     assert resp.status_code == 200 and resp.json()["status"] == "ok"
     assert resp.json()["components"]["gateway"] == "ok"
@@ -153,7 +159,7 @@ def _replay(st: Stack, name: str) -> tuple[httpx.Response, dict[str, Any]]:
     cap["body"] = _untrim(cap["body"])
     router = st.gateway.router
     if not (router.is_auto(cap["body"]["model"]) or cap["body"]["model"] in st.gateway.models):
-        # Models the default config neither serves nor routes (haiku, gpt-4o-mini) would be a 404.
+        # Models the default config neither serves nor routes (gpt-4o-mini) would be a 404.
         cap["body"]["model"] = "router/auto"
     keep = {k: v for k, v in cap["headers"].items()
             if k.lower() not in ("host", "content-length", "accept-encoding", "connection")}
@@ -175,3 +181,38 @@ def test_captured_agent_requests(default_stack: Stack, name: str) -> None:
     if cap["body"].get("stream"):
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert sse_frames(resp.content)
+
+
+CLAUDE_CODE_NAMES = ("claude-opus-4-8", "claude-sonnet-5", "claude-haiku-4-5-20251001", "claude-3-5-haiku-20241022",
+                     "claude-3-7-sonnet-20250219", "claude-sonnet-4-20250514")
+
+
+@pytest.mark.parametrize("name", CLAUDE_CODE_NAMES)
+def test_default_config_routes_every_claude_code_model_name(default_stack: Stack, name: str) -> None:
+    body = {"model": name, "max_tokens": 256, "messages": [{"role": "user", "content": "fix the failing test"}],
+            "tools": [{"name": "Read", "description": "read a file", "input_schema": {"type": "object"}}]}
+    resp = httpx.post(default_stack.url + "/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["type"] == "message" and resp.headers["x-router-model"] != name
+
+
+@pytest.mark.parametrize("name", ["claude-haiku-4-5-20251001", "claude-3-5-haiku-20241022"])
+def test_claude_code_background_haiku_calls_land_on_the_cheap_tier(default_stack: Stack, name: str) -> None:
+    # The shape of Claude Code's side calls (a title, a summary): a haiku name, no tools, a small budget.
+    body = {"model": name, "max_tokens": 512, "system": [{"type": "text", "text": "Write a 5-10 word title."}],
+            "messages": [{"role": "user", "content": "the conversation so far: fix the login bug"}]}
+    resp = httpx.post(default_stack.url + "/v1/messages", json=body,
+                      headers={"anthropic-version": "2023-06-01", "x-claude-code-session-id": "bg-1"})
+    assert resp.status_code == 200, resp.text[:300]
+    tiers = {m.name: m.tier for m in default_stack.gateway.settings.models}
+    assert tiers[resp.headers["x-router-model"]] == "cheap"
+    decision = next(d for d, _ in default_stack.events.decisions
+                    if d.decision_id == resp.headers["x-router-decision-id"])
+    assert decision.route == "background" and decision.session_id == "bg-1"
+
+
+def test_captured_haiku_request_is_routed_cheap(default_stack: Stack) -> None:
+    resp, cap = _replay(default_stack, "claude_code_haiku_messages.json")
+    assert resp.status_code == 200 and cap["body"]["model"].startswith("claude-haiku-")
+    tiers = {m.name: m.tier for m in default_stack.gateway.settings.models}
+    assert tiers[resp.headers["x-router-model"]] == "cheap"

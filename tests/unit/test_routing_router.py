@@ -13,11 +13,15 @@ from streams.routing.router import Router
 
 
 def test_is_auto() -> None:
-    r = Router(default_settings())  # auto_models: router/auto, claude-opus-*, claude-sonnet-*, gpt-5*
+    r = Router(default_settings())  # auto_models: router/auto, claude-*, gpt-5*, gemini-*
     assert r.is_auto("router/auto") and r.is_auto("router-auto")
     assert r.is_auto("claude-opus-4-8") and r.is_auto("claude-sonnet-5") and r.is_auto("gpt-5.1-codex")
+    # Every name Claude Code sends, its background haiku calls and older releases included.
+    for name in ("claude-haiku-4-5-20251001", "claude-3-5-haiku-20241022", "claude-3-7-sonnet-latest",
+                 "claude-opus-4-1-20250805"):
+        assert r.is_auto(name), name
     assert not r.is_auto("claude-opus-sim")  # a configured model's exact name is never auto
-    assert not r.is_auto("claude-haiku-4-5")
+    assert not r.is_auto("gpt-4o-mini") and not r.is_auto("haiku")
 
 
 def test_decision_fields_are_all_filled() -> None:
@@ -44,6 +48,24 @@ def test_explicit_configured_model_is_passed_through() -> None:
     r = Router(default_settings())
     d = r.decide(request([user("hi")]), {}, requested_model="gpt-mini-sim")
     assert (d.model, d.policy, d.provider, d.confidence) == ("gpt-mini-sim", "passthrough", "sim-openai", 1.0)
+
+
+def test_x_router_model_forces_the_model_over_the_policy_and_the_cache() -> None:
+    b = FakeBandit("gpt-mini-sim", 0.5, 0.99)
+    r = Router(default_settings(decision_cache_ttl_s=30), bandit=b)
+    req = request([user("Implement pagination")])
+    hdrs = {"x-session-id": "f1"}
+    assert r.decide(req, hdrs, requested_model="router/auto").model == "gpt-mini-sim"
+    d = r.decide(req, {**hdrs, "X-Router-Model": " claude-opus-sim "}, requested_model="router/auto")
+    assert (d.model, d.provider, d.policy, d.route, d.cached) == ("claude-opus-sim", "sim-anthropic", "override",
+                                                                 "override", False)
+    assert d.reason == "override: x-router-model header forces claude-opus-sim (task implementation)"
+    assert d.session_id == "f1" and d.features["task"] == "implementation"
+    assert len(b.calls) == 1  # the policy was not asked
+    # The session's history is now the forced model's: it stays there rather than the cached pick.
+    assert r.sessions.get("f1").model == "claude-opus-sim"  # type: ignore[union-attr]
+    # A name the router does not serve is no override here (the gateway answers it with a 404 first).
+    assert r.decide(req, {**hdrs, "x-router-model": "nope"}, requested_model="router/auto").policy != "override"
 
 
 def test_decision_cache_reuses_within_ttl_only() -> None:

@@ -171,3 +171,67 @@ def test_background_side_calls_neither_stick_nor_move_the_session() -> None:
     assert main.session_id == side.session_id
     assert (main.model, side.model, side.route) == ("claude-opus-sim", "deepseek-sim", "bg")
     assert r.sessions.get(main.session_id).model == "claude-opus-sim"
+
+
+# --- Claude Code's subagents (Task/Agent tool) -------------------------------------------------------
+
+EXPLORE_PROMPT = "You are a file search specialist for Claude Code, Anthropic's official CLI for Claude."
+
+
+def _plan_and_explore(headers: dict[str, str]) -> tuple[Router, Any, Any]:
+    r = Router(default_settings())
+    plan = request([user("Plan the architecture for migrating billing to event sourcing; design the components")],
+                   model="claude-opus-4-8", max_tokens=32000)
+    parent = r.decide(plan, CC_HEADERS, requested_model="claude-opus-4-8")
+    explore = request([user("Find where the config loader is defined and which files import it.")],
+                      model="claude-opus-4-8", system=EXPLORE_PROMPT, max_tokens=32000)
+    child = r.decide(explore, headers, requested_model="claude-opus-4-8")
+    return r, parent, child
+
+
+def test_subagent_is_recognised_by_its_header_or_its_built_in_prompt() -> None:
+    from streams.routing.client_detection import subagent_of
+
+    main = request([user("fix it")], system="You are Claude Code, Anthropic's official CLI for Claude.")
+    assert subagent_of({}, main) == ""
+    assert subagent_of({"x-claude-code-agent-id": "a1b2"}, main) == "agent:a1b2"
+    explore = request([user("find it")], system=EXPLORE_PROMPT)
+    key = subagent_of({}, explore)
+    assert key.startswith("prompt:") and key == subagent_of({}, request([user("other")], system=EXPLORE_PROMPT))
+
+
+def test_subagent_is_routed_on_its_own_task_but_credited_to_the_parent_session() -> None:
+    for headers in (CC_HEADERS, {**CC_HEADERS, "x-claude-code-agent-id": "agent-7"}):
+        r, parent, child = _plan_and_explore(headers)
+        assert parent.features["task"] == "planning" and parent.features["subagent"] == ""
+        # Its own task type and model, not the parent's sticky frontier model...
+        assert child.features["task"] == "search" and child.features["subagent"]
+        assert r.catalog.get(child.model).tier == "cheap" != r.catalog.get(parent.model).tier  # type: ignore[union-attr]
+        assert "session keeps" not in child.reason
+        # ...and the decision names the parent session, whose own model did not move.
+        assert child.session_id == parent.session_id == "cc-session-1"
+        assert r.sessions.get("cc-session-1").model == parent.model  # type: ignore[union-attr]
+
+
+def test_the_parent_sessions_outcome_is_the_subagents_too() -> None:
+    r, _, _ = _plan_and_explore({**CC_HEADERS, "x-claude-code-agent-id": "agent-7"})
+    parent = r.sessions.get("cc-session-1")
+    assert parent is not None and len(parent.subagents) == 1
+    child = r.sessions.get(parent.subagents[0])
+    assert child is not None and child.session_id == "cc-session-1"
+    assert r.record_outcome("cc-session-1", success=False)
+    assert (parent.failures, child.failures) == (1, 1) and child.escalation_pending
+
+
+def test_the_learner_credits_the_subagents_decisions_with_the_parents_outcome() -> None:
+    from streams.agents.learner import OutcomeJoiner
+    from streams.agents.records import decision_event
+
+    r, parent, child = _plan_and_explore({**CC_HEADERS, "x-claude-code-agent-id": "agent-7"})
+    j = OutcomeJoiner()
+    for d in (parent, child):
+        assert j.add_decision(decision_event(d, request_id=d.decision_id)) == []
+    credits = j.add_outcome({"event_id": "o1", "session_id": "cc-session-1", "success": 1.0,
+                             "ts_ms": child.ts_ms + 1})
+    assert {c.model for c in credits} == {parent.model, child.model} and len(credits) == 2
+    assert all(c.context for c in credits)  # what the bandit saw for each, the subagent's own included
