@@ -19,7 +19,7 @@ from streams.ingress.errors import error_body
 from streams.ingress.exchange import Answer, Exchange, Refusal, call_upstream, read_whole, upstream_refusal
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import Scope, Send
-from streams.ingress.trace import Trace, build_trace
+from streams.ingress.trace import Trace, build_trace, cost
 from streams.translation import registry
 from streams.translation.codec import DialectCodec
 
@@ -99,6 +99,10 @@ class ServingCore:
         if isinstance(answer, Refusal) or answer.status < 400:
             return answer
         return await upstream_refusal(self, ex, answer)
+
+    def cost_usd(self, ex: Exchange) -> float:
+        """What the exchange's usage so far costs at the served model's prices (the trace's ``cost_usd``)."""
+        return cost(ex, self.gw.frontier)[0]
 
     def finish(self, ex: Exchange) -> Trace | None:
         """The exchange's trace, built once (``None`` the second time), and its cost charged to the key."""

@@ -1,0 +1,125 @@
+"""The cost of a streamed answer, told at its end (a header cannot: it is known only after the last token).
+
+Two carriers, both invisible to a client that does not look for them:
+
+* ``usage.cost_usd`` in the stream's final usage object, where the dialect has one that official SDKs
+  parse leniently and the official schema leaves open (no ``additionalProperties: false``):
+  OpenAI Chat's usage chunk (only when the client asked ``stream_options.include_usage``), the
+  ``response`` of Responses' ``response.completed`` / ``response.incomplete`` / ``response.failed``,
+  Anthropic's ``message_delta``. The ``openai`` and ``anthropic`` SDKs keep unknown fields
+  (``chunk.usage.cost_usd``, ``event.response.usage.cost_usd``, ``event.usage.cost_usd``). Not Gemini:
+  the google-genai Python SDK validates ``usageMetadata`` with ``extra='forbid'`` and Go's protojson
+  rejects unknown fields, so an extra field there would break real clients.
+* an SSE comment, the stream's last line, for every dialect: ``: x-router-cost-usd: 0.00001234``.
+  Comment lines are part of the SSE format and every conforming parser skips them, so no SDK sees it;
+  a raw reader (curl, a proxy's log) finds the same name and format as the whole answer's header.
+
+Rewriting an event costs a JSON decode and encode of that one event; the other events of a relayed
+stream are only searched for a marker (a C-speed substring test), so the relay stays a byte copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+COST_FIELD = "cost_usd"
+COMMENT_NAME = b"x-router-cost-usd"
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+# The dialect's final usage object inside one decoded event, or None when the event has none.
+UsageOf = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+def _chat_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
+    usage = obj.get("usage")
+    return usage if isinstance(usage, dict) else None
+
+
+_RESPONSES_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _responses_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
+    response = obj.get("response")
+    if obj.get("type") not in _RESPONSES_FINAL or not isinstance(response, dict):
+        return None
+    usage = response.get("usage")
+    return usage if isinstance(usage, dict) else None
+
+
+def _anthropic_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
+    usage = obj.get("usage")
+    return usage if obj.get("type") == "message_delta" and isinstance(usage, dict) else None
+
+
+# Per dialect: substrings one of which an event carrying the final usage must contain (so the other
+# events pass untouched after a substring test), and where its usage object is. OpenAI Chat chunks
+# carry ``"usage":null`` until the last one when include_usage is on: the marker wants the object.
+_FINAL_USAGE: dict[str, tuple[tuple[bytes, ...], UsageOf]] = {
+    "openai_chat": ((b'"usage":{', b'"usage": {'), _chat_usage),
+    "openai_responses": ((b'"response.completed"', b'"response.incomplete"', b'"response.failed"'), _responses_usage),
+    "anthropic_messages": ((b'"message_delta"',), _anthropic_usage),
+}
+
+
+def cost_comment(cost_usd: float) -> bytes:
+    """The SSE comment that ends a stream: the header's name and format (8 decimals, as the header)."""
+    return b": " + COMMENT_NAME + b": " + f"{cost_usd:.8f}".encode() + b"\n\n"
+
+
+def carries_cost_field(dialect: str) -> bool:
+    """Does this dialect's stream get ``usage.cost_usd`` (beside the comment every stream gets)?"""
+    return dialect in _FINAL_USAGE
+
+
+def might_carry_usage(dialect: str, out: bytes) -> bool:
+    """Could ``out`` (whole SSE events) hold the dialect's final usage? False for most events."""
+    spec = _FINAL_USAGE.get(dialect)
+    return spec is not None and any(m in out for m in spec[0])
+
+
+def tag_usage(dialect: str, out: bytes, cost_usd: float) -> bytes:
+    """``out`` (whole SSE events) with ``cost_usd`` put into the final usage object of the events that
+    carry one; everything else byte for byte. An event that does not decode is left as it is (the
+    relay's scanner decides what a malformed event means, not this)."""
+    spec = _FINAL_USAGE.get(dialect)
+    if spec is None or not any(m in out for m in spec[0]):
+        return out
+    markers, usage_of = spec
+    blocks = out.split(b"\n\n")
+    changed = False
+    for i, block in enumerate(blocks):
+        if not any(m in block for m in markers):
+            continue
+        tagged = _tag_block(block, usage_of, cost_usd)
+        if tagged is not None:
+            blocks[i] = tagged
+            changed = True
+    return b"\n\n".join(blocks) if changed else out
+
+
+def _tag_block(block: bytes, usage_of: UsageOf, cost_usd: float) -> bytes | None:
+    """One SSE event with the cost in its usage, or None when it has no usage object to put it in."""
+    lines = block.split(b"\n")
+    data_at = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
+    if not data_at:
+        return None
+    # Several data lines make one value joined by newlines (the SSE rule); it goes back as one line.
+    data = b"\n".join(lines[i][5:].removeprefix(b" ") for i in data_at)
+    try:
+        obj = _decode(data)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    usage = usage_of(obj)
+    if usage is None:
+        return None
+    usage[COST_FIELD] = cost_usd
+    first, drop = data_at[0], set(data_at[1:])
+    lines[first] = b"data: " + _encode(obj)
+    return b"\n".join(line for i, line in enumerate(lines) if i not in drop)
