@@ -6,8 +6,9 @@ Kafka on the request path: traces reach ClickHouse asynchronously, seconds later
 without either. So the gateway keeps the traces it built, in memory, in arrival order, bounded twice:
 
 * by count (``max_entries``, 10,000 by default): memory stays flat whatever the request rate (about
-  1.3 KB per entry, ~13 MB at the cap; ``tests/unit/test_recent_requests.py`` measures it). At an agent's
-  pace that is hours of requests; at 1,000 req/s, ten seconds, which is still "the answer I just got".
+  0.75 KB per entry with the trace it keeps alive, ~7 MB at the cap, measured by
+  ``tests/unit/test_recent_requests.py``). At an agent's pace that is hours of requests; at 1,000 req/s,
+  ten seconds, which is still "the answer I just got".
 * by age (``max_age_s``, 15 minutes by default): "recent" means recent on a quiet gateway too, and what
   a request revealed does not linger in a long-running process. Older requests: the analytics API.
 
