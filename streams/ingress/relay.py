@@ -4,8 +4,8 @@ Same dialect: the provider's bytes pass through and a side scanner picks usage a
 them. Another dialect: provider SSE -> canonical events (its ``StreamParser``) -> the caller's SSE
 (its ``StreamWriter``), event by event. Either way a stream that breaks ends with an error event in
 the caller's dialect, and a caller that hangs up stops the upstream read (the provider stops billing).
-The request's cost goes into the final usage event and into a closing SSE comment
-(``streams.ingress.stream_cost``): no header can carry it once the first byte is out.
+The request's cost goes into the final usage event and into a closing SSE comment where the dialect's
+clients allow (``streams.ingress.stream_cost``): no header can carry it once the first byte is out.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ async def relay_stream(core: ServingCore, ex: Exchange, resp: Answer, receive: R
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
         # The last bytes: what the request cost, broken streams included (the tokens were billed). The
         # trace is recorded just before they leave, so the cost read here is the trace's.
-        await send({"type": "http.response.body", "body": cost_comment(core.cost_usd(ex)), "more_body": False})
+        tail = cost_comment(core.dialect, core.cost_usd(ex))
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
     finally:
         if not gone.done():
             gone.cancel()

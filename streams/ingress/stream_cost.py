@@ -1,18 +1,24 @@
 """The cost of a streamed answer, told at its end (a header cannot: it is known only after the last token).
 
-Two carriers, both invisible to a client that does not look for them:
+Two carriers, both invisible to a client that does not look for them, on OpenAI Chat, OpenAI Responses
+and Anthropic streams (Gemini's get neither: see below; ``GET /v1/requests/{id}`` has every stream's):
 
 * ``usage.cost_usd`` in the stream's final usage object, where the dialect has one that official SDKs
   parse leniently and the official schema leaves open (no ``additionalProperties: false``):
   OpenAI Chat's usage chunk (only when the client asked ``stream_options.include_usage``), the
   ``response`` of Responses' ``response.completed`` / ``response.incomplete`` / ``response.failed``,
   Anthropic's ``message_delta``. The ``openai`` and ``anthropic`` SDKs keep unknown fields
-  (``chunk.usage.cost_usd``, ``event.response.usage.cost_usd``, ``event.usage.cost_usd``). Not Gemini:
-  the google-genai Python SDK validates ``usageMetadata`` with ``extra='forbid'`` and Go's protojson
-  rejects unknown fields, so an extra field there would break real clients.
-* an SSE comment, the stream's last line, for every dialect: ``: x-router-cost-usd: 0.00001234``.
-  Comment lines are part of the SSE format and every conforming parser skips them, so no SDK sees it;
-  a raw reader (curl, a proxy's log) finds the same name and format as the whole answer's header.
+  (``chunk.usage.cost_usd``, ``event.response.usage.cost_usd``, ``event.usage.cost_usd``).
+* an SSE comment, the stream's last line: ``: x-router-cost-usd: 0.00001234``. Comment lines are part
+  of the SSE format and the conforming parsers these dialects' clients use skip them (the openai and
+  anthropic SDKs, Codex, Claude Code, the Vercel AI SDK's eventsource-parser); a raw reader (curl, a
+  proxy's log) finds the same name and format as the whole answer's header.
+
+Gemini streams carry neither. Google's clients do not parse SSE by the spec: @google/genai (gemini-cli)
+matches ``^data: ...`` at the head of its buffer, so a comment stalls every event after it and fails
+the stream ("Incomplete JSON segment at the end"), and google-genai (Python) decodes each non-empty
+line as JSON. An extra field in ``usageMetadata`` is refused too: google-genai validates it with
+``extra='forbid'`` and Go's protojson rejects unknown fields.
 
 Rewriting an event costs a JSON decode and encode of that one event; the other events of a relayed
 stream are only searched for a marker (a C-speed substring test), so the relay stays a byte copy.
@@ -66,14 +72,12 @@ _FINAL_USAGE: dict[str, tuple[tuple[bytes, ...], UsageOf]] = {
 }
 
 
-def cost_comment(cost_usd: float) -> bytes:
-    """The SSE comment that ends a stream: the header's name and format (8 decimals, as the header)."""
+def cost_comment(dialect: str, cost_usd: float) -> bytes:
+    """The SSE comment that ends a stream of ``dialect`` (the header's name and format: 8 decimals), or
+    nothing for a dialect whose clients choke on comments (Gemini)."""
+    if dialect not in _FINAL_USAGE:
+        return b""
     return b": " + COMMENT_NAME + b": " + f"{cost_usd:.8f}".encode() + b"\n\n"
-
-
-def carries_cost_field(dialect: str) -> bool:
-    """Does this dialect's stream get ``usage.cost_usd`` (beside the comment every stream gets)?"""
-    return dialect in _FINAL_USAGE
 
 
 def might_carry_usage(dialect: str, out: bytes) -> bool:

@@ -151,5 +151,6 @@ def test_gemini_and_undecodable_events_are_left_alone() -> None:
 
 
 def test_the_closing_comment_reads_like_the_header() -> None:
-    assert cost_comment(0.000123456789) == b": x-router-cost-usd: 0.00012346\n\n"
-    assert cost_comment(0.0) == b": x-router-cost-usd: 0.00000000\n\n"
+    assert cost_comment("anthropic_messages", 0.000123456789) == b": x-router-cost-usd: 0.00012346\n\n"
+    assert cost_comment("openai_chat", 0.0) == b": x-router-cost-usd: 0.00000000\n\n"
+    assert cost_comment("gemini", 0.5) == b""  # Google's stream readers take any non-data line for JSON
