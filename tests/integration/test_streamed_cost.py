@@ -27,6 +27,8 @@ from _gateway_harness import (
     trace_for,
 )
 
+from tests.conftest import shared_dir
+
 PATH = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses", "anthropic_messages": "/v1/messages"}
 COMMENT = re.compile(rb"^: x-router-cost-usd: (\d+\.\d{8})$", re.M)
 
@@ -153,6 +155,36 @@ def test_broken_stream_still_ends_with_what_it_cost(stack: Stack, provider_diale
     trace = trace_for(stack, resp.headers["x-request-id"])
     assert trace["status"] == 502
     assert comment_cost(resp.content) == pytest.approx(trace["cost_usd"], abs=1e-8)
+
+
+def _schemas_along(spec: dict[str, Any], schema: dict[str, Any], path: list[str]) -> list[dict[str, Any]]:
+    """Every schema object a value at ``path`` (property names) must satisfy, through $ref / allOf /
+    anyOf / oneOf, the path's own schemas included."""
+    if "$ref" in schema:
+        return _schemas_along(spec, spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]], path)
+    out = [schema]
+    for key in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(key, []):
+            out += _schemas_along(spec, sub, path)
+    if path and path[0] in schema.get("properties", {}):
+        out += _schemas_along(spec, schema["properties"][path[0]], path[1:])
+    return out
+
+
+@pytest.mark.parametrize(("event_schema", "path"), [
+    ("CreateChatCompletionStreamResponse", ["usage"]),
+    ("ResponseCompletedEvent", ["response", "usage"]),
+    ("ResponseIncompleteEvent", ["response", "usage"]),
+    ("ResponseFailedEvent", ["response", "usage"]),
+])
+def test_the_official_schema_leaves_room_for_cost_usd(event_schema: str, path: list[str]) -> None:
+    """The objects ``cost_usd`` is added to allow extra properties and do not define the name already."""
+    spec = json.loads((shared_dir() / "reference" / "openai-openapi.json").read_text())
+    along = _schemas_along(spec, spec["components"]["schemas"][event_schema], path)
+    usage = [s for s in along if "input_tokens" in s.get("properties", {}) or "prompt_tokens" in s.get("properties", {})]
+    assert usage, "the usage schema was not reached"
+    assert not [s for s in along if s.get("additionalProperties") is False]
+    assert not [s for s in usage if "cost_usd" in s.get("properties", {})]
 
 
 # --- the official SDKs read streams with the cost in them ------------------------------------------
