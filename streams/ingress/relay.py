@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from streams.ingress.exchange import Answer, Exchange
 from streams.ingress.http import SSE_HEADERS, Receive, Send
-from streams.ingress.stream_cost import cost_comment, might_carry_usage, tag_usage
+from streams.ingress.stream_cost import cost_comment, tag_usage, usage_marker
 from streams.providers.client import UpstreamError
 from streams.translation import registry, sse
 from streams.translation.canonical import StreamError, TranslationError, Usage
@@ -66,6 +66,7 @@ def _with_cost(core: ServingCore, ex: Exchange, out: bytes, usage: Usage) -> byt
 async def _relay(core: ServingCore, ex: Exchange, resp: Answer, gone: asyncio.Future[Any], send: Send) -> str | None:
     """Same dialect: forward bytes as they come; usage and errors are picked out on the side."""
     scanner = core.codec.usage_scanner(drop_usage_chunk=not core.client_wants_usage(ex.body))
+    carries_usage = usage_marker(core.dialect)  # None: the dialect's events get no cost field
     error: str | None = None
     try:
         async for chunk in resp.chunks():
@@ -73,7 +74,7 @@ async def _relay(core: ServingCore, ex: Exchange, resp: Answer, gone: asyncio.Fu
                 ex.ttft_s = perf_counter() - ex.t0
             out = scanner.feed(chunk)
             if out:
-                if might_carry_usage(core.dialect, out):
+                if carries_usage is not None and carries_usage(out):
                     out = _with_cost(core, ex, out, scanner.usage)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if scanner.malformed is not None:
@@ -86,7 +87,7 @@ async def _relay(core: ServingCore, ex: Exchange, resp: Answer, gone: asyncio.Fu
     except UpstreamError as exc:
         error = exc.message
     rest = scanner.rest()
-    if rest and might_carry_usage(core.dialect, rest):
+    if rest and carries_usage is not None and carries_usage(rest):
         rest = _with_cost(core, ex, rest, scanner.usage)
     if rest and not gone.done():
         await send({"type": "http.response.body", "body": rest, "more_body": True})

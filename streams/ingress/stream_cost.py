@@ -21,11 +21,13 @@ line as JSON. An extra field in ``usageMetadata`` is refused too: google-genai v
 ``extra='forbid'`` and Go's protojson rejects unknown fields.
 
 Rewriting an event costs a JSON decode and encode of that one event; the other events of a relayed
-stream are only searched for a marker (a C-speed substring test), so the relay stays a byte copy.
+stream are only searched for a marker (one compiled-pattern search, ~0.1 µs), so the relay stays a
+byte copy.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,8 @@ _encode = msgspec.json.encode
 
 # The dialect's final usage object inside one decoded event, or None when the event has none.
 UsageOf = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+# Truthy when some bytes may hold the final usage (a compiled pattern's ``search``: ~0.1 µs a chunk).
+Marker = Callable[[bytes], object]
 
 
 def _chat_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -62,13 +66,14 @@ def _anthropic_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
     return usage if obj.get("type") == "message_delta" and isinstance(usage, dict) else None
 
 
-# Per dialect: substrings one of which an event carrying the final usage must contain (so the other
-# events pass untouched after a substring test), and where its usage object is. OpenAI Chat chunks
-# carry ``"usage":null`` until the last one when include_usage is on: the marker wants the object.
-_FINAL_USAGE: dict[str, tuple[tuple[bytes, ...], UsageOf]] = {
-    "openai_chat": ((b'"usage":{', b'"usage": {'), _chat_usage),
-    "openai_responses": ((b'"response.completed"', b'"response.incomplete"', b'"response.failed"'), _responses_usage),
-    "anthropic_messages": ((b'"message_delta"',), _anthropic_usage),
+# Per dialect: what an event carrying the final usage must contain (so the other events pass untouched
+# after one search), and where its usage object is. OpenAI Chat chunks carry ``"usage":null`` until the
+# last one when include_usage is on: the marker wants the object. A quote inside a JSON string is
+# escaped, so text that mentions these names does not match.
+_FINAL_USAGE: dict[str, tuple[Marker, UsageOf]] = {
+    "openai_chat": (re.compile(rb'"usage": ?\{').search, _chat_usage),
+    "openai_responses": (re.compile(rb'"response\.(?:completed|incomplete|failed)"').search, _responses_usage),
+    "anthropic_messages": (re.compile(rb'"message_delta"').search, _anthropic_usage),
 }
 
 
@@ -80,10 +85,16 @@ def cost_comment(dialect: str, cost_usd: float) -> bytes:
     return b": " + COMMENT_NAME + b": " + f"{cost_usd:.8f}".encode() + b"\n\n"
 
 
+def usage_marker(dialect: str) -> Marker | None:
+    """The test the relay runs on each piece of a ``dialect`` stream (None: never any cost field)."""
+    spec = _FINAL_USAGE.get(dialect)
+    return spec[0] if spec is not None else None
+
+
 def might_carry_usage(dialect: str, out: bytes) -> bool:
     """Could ``out`` (whole SSE events) hold the dialect's final usage? False for most events."""
-    spec = _FINAL_USAGE.get(dialect)
-    return spec is not None and any(m in out for m in spec[0])
+    marker = usage_marker(dialect)
+    return marker is not None and bool(marker(out))
 
 
 def tag_usage(dialect: str, out: bytes, cost_usd: float) -> bytes:
@@ -91,13 +102,13 @@ def tag_usage(dialect: str, out: bytes, cost_usd: float) -> bytes:
     carry one; everything else byte for byte. An event that does not decode is left as it is (the
     relay's scanner decides what a malformed event means, not this)."""
     spec = _FINAL_USAGE.get(dialect)
-    if spec is None or not any(m in out for m in spec[0]):
+    if spec is None or not spec[0](out):
         return out
-    markers, usage_of = spec
+    marker, usage_of = spec
     blocks = out.split(b"\n\n")
     changed = False
     for i, block in enumerate(blocks):
-        if not any(m in block for m in markers):
+        if not marker(block):
             continue
         tagged = _tag_block(block, usage_of, cost_usd)
         if tagged is not None:
