@@ -41,6 +41,7 @@ from streams.ingress.http import JSON_HEADERS, Receive, Scope, Send, header_map,
 from streams.ingress.models import ModelsEndpoint
 from streams.ingress.openai_responses import OpenAIResponsesCore, ResponsesCompactCore, StoredResponses
 from streams.ingress.pipeline import DialectIngress
+from streams.ingress.request_info import RequestInfoEndpoint
 from streams.ingress.route import RouteEndpoint
 from streams.reliability.keys import scope_for_route
 
@@ -151,6 +152,7 @@ def create_app(gateway: Gateway, feedback: FeedbackHandler | None = None) -> Sta
         Route("/v1beta/models", gemini, methods=["GET"]),
         Route("/v1beta/models/{target:path}", gemini, methods=["GET", "POST"]),
         Route("/v1/route", RouteEndpoint(gateway), methods=["POST"]),
+        Route("/v1/requests/{request_id}", RequestInfoEndpoint(gateway), methods=["GET"]),
         Route("/v1/feedback", FeedbackEndpoint(gateway, feedback), methods=["POST"]),
         Route("/health", _Health(gateway), methods=["GET"]),
         Route("/", _Root(), methods=["GET", "HEAD"]),

@@ -19,7 +19,7 @@ from streams.ingress.errors import error_body
 from streams.ingress.exchange import Answer, Exchange, Refusal, call_upstream, read_whole, upstream_refusal
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import Scope, Send
-from streams.ingress.trace import Trace, build_trace
+from streams.ingress.trace import Trace, build_trace, cost
 from streams.translation import registry
 from streams.translation.codec import DialectCodec
 
@@ -100,12 +100,19 @@ class ServingCore:
             return answer
         return await upstream_refusal(self, ex, answer)
 
+    def cost_usd(self, ex: Exchange) -> float:
+        """What the exchange's usage so far costs at the served model's prices (the trace's ``cost_usd``)."""
+        return cost(ex, self.gw.frontier)[0]
+
     def finish(self, ex: Exchange) -> Trace | None:
-        """The exchange's trace, built once (``None`` the second time), and its cost charged to the key."""
+        """The exchange's trace, built once (``None`` the second time), kept among the recent requests,
+        and its cost charged to the key."""
         if ex.recorded:
             return None
         ex.recorded = True
         trace = build_trace(ex, self.gw.frontier, (perf_counter() - ex.t0) * 1000.0)
+        # Readable at once by GET /v1/requests/{id}: the trace is built before the answer's last bytes go.
+        self.gw.recent.add(trace, ex.decision.reason if ex.decision is not None else "")
         if ex.limits is not None and ex.identity is not None:
             # Charge what the answer really cost (the admission took only the input estimate).
             self.gw.reliability.limits.record(

@@ -1,7 +1,7 @@
 """The gateway's state: settings, router, upstream client, event sink, auth and health hooks.
 
 One ``Gateway`` per process; the ASGI endpoints (``create_app``) only read from it. It holds no
-per-request state.
+per-request state beyond the bounded store of recent requests' traces (``recent``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from streams.ingress.context import client_key
 from streams.ingress.errors import send_error
 from streams.ingress.events import EventSink, NullEventSink
 from streams.ingress.http import header_text
+from streams.ingress.recent import RecentRequests
 from streams.providers.client import UpstreamClient
 from streams.providers.failover import Candidate, FailoverPolicy, candidates
 from streams.reliability.keys import VirtualKey
@@ -54,6 +55,7 @@ class Gateway:
         auth: AuthHook | None = None,
         failover: FailoverPolicy | None = None,
         reliability: Reliability | None = None,
+        recent: RecentRequests | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -72,6 +74,8 @@ class Gateway:
         frontier = settings.frontier_default()
         self.frontier: ModelSettings | None = self.models.get(frontier) if frontier else None
         self.started_at = time.time()
+        # The traces of the requests this process answered lately, for GET /v1/requests/{id}.
+        self.recent = RecentRequests() if recent is None else recent
 
     @classmethod
     def from_settings(

@@ -21,7 +21,6 @@ from streams.ingress.errors import decode_json_object, read_request_body, send_e
 from streams.ingress.exchange import Exchange, Refusal, read_whole
 from streams.ingress.http import JSON_HEADERS, Message, Receive, Scope, Send, header_map, send_bytes
 from streams.ingress.relay import relay_stream
-from streams.ingress.trace import cost
 
 
 class DialectIngress:
@@ -90,7 +89,7 @@ class DialectIngress:
                 await self._refuse(send, out)
                 return
             headers = JSON_HEADERS + ex.router_headers()
-            headers.append((b"x-router-cost-usd", f"{cost(ex, self.gw.frontier)[0]:.8f}".encode()))
+            headers.append((b"x-router-cost-usd", f"{core.cost_usd(ex):.8f}".encode()))
             await send_bytes(send, ex.status, out, headers)
 
     async def _refuse(self, send: Send, refusal: Refusal) -> None:

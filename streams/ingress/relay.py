@@ -4,6 +4,8 @@ Same dialect: the provider's bytes pass through and a side scanner picks usage a
 them. Another dialect: provider SSE -> canonical events (its ``StreamParser``) -> the caller's SSE
 (its ``StreamWriter``), event by event. Either way a stream that breaks ends with an error event in
 the caller's dialect, and a caller that hangs up stops the upstream read (the provider stops billing).
+The request's cost goes into the final usage event and into a closing SSE comment where the dialect's
+clients allow (``streams.ingress.stream_cost``): no header can carry it once the first byte is out.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from streams.ingress.exchange import Answer, Exchange
 from streams.ingress.http import SSE_HEADERS, Receive, Send
+from streams.ingress.stream_cost import cost_comment, tag_usage, usage_marker
 from streams.providers.client import UpstreamError
 from streams.translation import registry, sse
-from streams.translation.canonical import StreamError, TranslationError
+from streams.translation.canonical import StreamError, TranslationError, Usage
 
 if TYPE_CHECKING:
     from streams.ingress.core import ServingCore
@@ -45,14 +48,25 @@ async def relay_stream(core: ServingCore, ex: Exchange, resp: Answer, receive: R
             tail = core.stream_writer(ex).write(StreamError(message=error, status=502))
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # The last bytes: what the request cost, broken streams included (the tokens were billed). The
+        # trace is recorded just before they leave, so the cost read here is the trace's.
+        tail = cost_comment(core.dialect, core.cost_usd(ex))
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
     finally:
         if not gone.done():
             gone.cancel()
 
+def _with_cost(core: ServingCore, ex: Exchange, out: bytes, usage: Usage) -> bytes:
+    """Relayed events with the cost put into the one carrying the final usage: the scanner has just
+    read that usage off these very events, so it is the exchange's from here on."""
+    ex.usage = usage
+    return tag_usage(core.dialect, out, core.cost_usd(ex))
+
+
 async def _relay(core: ServingCore, ex: Exchange, resp: Answer, gone: asyncio.Future[Any], send: Send) -> str | None:
     """Same dialect: forward bytes as they come; usage and errors are picked out on the side."""
     scanner = core.codec.usage_scanner(drop_usage_chunk=not core.client_wants_usage(ex.body))
+    carries_usage = usage_marker(core.dialect)  # None: the dialect's events get no cost field
     error: str | None = None
     try:
         async for chunk in resp.chunks():
@@ -60,6 +74,8 @@ async def _relay(core: ServingCore, ex: Exchange, resp: Answer, gone: asyncio.Fu
                 ex.ttft_s = perf_counter() - ex.t0
             out = scanner.feed(chunk)
             if out:
+                if carries_usage is not None and carries_usage(out):
+                    out = _with_cost(core, ex, out, scanner.usage)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             if scanner.malformed is not None:
                 # Not passed on: the client gets the well-formed events before it and an error event.
@@ -71,6 +87,8 @@ async def _relay(core: ServingCore, ex: Exchange, resp: Answer, gone: asyncio.Fu
     except UpstreamError as exc:
         error = exc.message
     rest = scanner.rest()
+    if rest and carries_usage is not None and carries_usage(rest):
+        rest = _with_cost(core, ex, rest, scanner.usage)
     if rest and not gone.done():
         await send({"type": "http.response.body", "body": rest, "more_body": True})
     ex.usage = scanner.usage
@@ -105,6 +123,8 @@ async def _translate(core: ServingCore, ex: Exchange, resp: Answer, gone: asynci
                 ex.error, ex.status = ev.message, 502
                 ended = True
             piece = writer.write(ev)
+            if kind == "end" and piece:
+                piece = tag_usage(core.dialect, piece, core.cost_usd(ex))
             if piece:
                 out.append(piece)
         return b"".join(out)

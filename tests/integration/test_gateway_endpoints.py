@@ -80,7 +80,9 @@ def test_chat_stream_without_include_usage_gets_no_usage_chunk(stack: Stack, pro
     resp = httpx.post(stack.url + "/v1/chat/completions", json=body)
     frames = [json.loads(d) for _, d in sse_frames(resp.content) if d != "[DONE]"]
     assert frames and all(f.get("choices") for f in frames) and not any(f.get("usage") for f in frames)
-    assert resp.content.rstrip().endswith(b"data: [DONE]")
+    # [DONE] is the last event; only the cost comment (invisible to SSE parsers) follows it.
+    assert sse_frames(resp.content)[-1][1] == "[DONE]"
+    assert resp.content.rstrip().rsplit(b"\n", 1)[-1].startswith(b": x-router-cost-usd: ")
     trace = trace_for(stack, resp.headers["x-request-id"])
     assert trace["output_tokens"] > 0 and trace["input_tokens"] > 0
 

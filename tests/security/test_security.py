@@ -300,6 +300,37 @@ def test_model_endpoints_check_the_model_served_and_the_request(gw: Served, tabl
     table.verify()
 
 
+def test_a_request_lookup_reveals_nothing_to_another_key(gw: Served, table: Table) -> None:
+    """GET /v1/requests/{id}: the key that made the request or an analytics key; any other key gets the
+    404 of an unknown id (not a 403 that would confirm the id exists), and the answer holds no key."""
+    r = httpx.post(gw.url + "/v1/chat/completions", json={**_CHAT, "stream": True}, headers=bearer("models"),
+                   timeout=10)
+    rid = r.headers.get("x-request-id", "")
+    _check(table, "streamed chat answer names its request id", "yes", "yes" if rid else "no")
+    path = f"/v1/requests/{rid}"
+    cases: list[tuple[str, dict[str, str], str]] = [
+        ("the key that made it", bearer("models"), "200 json"),
+        ("an analytics-scoped key", bearer("analytics"), "200 json"),
+        ("another models key", bearer("chat_only"), "404 openai"),
+        ("another key with feedback", bearer("feedback"), "404 openai"),
+        ("a metrics-only key", bearer("metrics"), "403 openai"),
+        ("no key", {}, "401 openai"),
+        ("a revoked key", bearer("revoked"), "401 openai"),
+    ]
+    for who, headers, expected in cases:
+        got = httpx.get(gw.url + path, headers=headers, timeout=10)
+        _check(table, f"GET /v1/requests/<id>, {who}", expected, describe(got))
+        if got.status_code == 200:
+            secret = any(k in got.text for k in KEYS.values())
+            _check(table, f"GET /v1/requests/<id>, {who}: a key in the answer", "no", "yes" if secret else "no")
+    other = httpx.get(gw.url + path, headers=bearer("chat_only"), timeout=10).json()["error"]["message"]
+    unknown = httpx.get(gw.url + "/v1/requests/" + "e" * 32, headers=bearer("chat_only"), timeout=10)
+    same = other.replace(rid, "ID") == unknown.json()["error"]["message"].replace("e" * 32, "ID")
+    _check(table, "GET /v1/requests/<id>, another key vs an unknown id", "same 404", "same 404" if same and
+           unknown.status_code == 404 else f"{unknown.status_code} differs")
+    table.verify()
+
+
 # --- one error path -------------------------------------------------------------------------------
 
 
