@@ -100,6 +100,22 @@ class Gateway:
             return ClientIdentity(key_id=vkey.id, team=vkey.team, tags=vkey.tags)
         return self.auth(key, headers)
 
+    async def admit_caller(self, key: str | None, headers: Mapping[str, str], route: str, dialect: str,
+                           send: Any) -> tuple[ClientIdentity, VirtualKey | None] | None:
+        """For the model endpoints: the caller's key checked for ``route`` and who it is (with its virtual
+        key), or None once the 401/403 is sent in the caller's dialect. The model scope is checked later,
+        once a body names the model."""
+        check = self.reliability.authenticate(key, route=route)
+        if not check.ok:
+            await send_error(send, dialect, check.status, check.message, param=check.param,
+                             error_type=check.error_type_for(dialect))
+            return None
+        identity = self.identify(key, headers, check.key)
+        if identity is None:
+            await send_error(send, dialect, 401, "invalid API key")
+            return None
+        return identity, check.key
+
     async def refuse_key(self, scope: Mapping[str, Any], headers: Mapping[str, str], dialect: str, send: Any) -> bool:
         """For the auxiliary endpoints (models, count_tokens, route): answer 401/403 and say True when the
         caller's virtual key is missing, unknown, revoked or not allowed this route."""

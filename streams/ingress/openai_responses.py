@@ -188,15 +188,10 @@ class StoredResponses:
         core, gw = self.core, self.core.gw
         headers = header_map(scope)
         key = core.caller_key(scope, headers)
-        check = gw.reliability.authenticate(key, route=scope["path"])
-        if not check.ok:
-            await send_error(send, DIALECT, check.status, check.message, param=check.param,
-                             error_type=check.error_type_for(DIALECT))
+        caller = await gw.admit_caller(key, headers, scope["path"], DIALECT, send)
+        if caller is None:
             return
-        identity = gw.identify(key, headers, check.key)
-        if identity is None:
-            await send_error(send, DIALECT, 401, "invalid API key")
-            return
+        identity = caller[0]
         rid = scope.get("path_params", {}).get("response_id", "")
         if scope["method"] == "DELETE":
             if await core.store.delete(rid, identity.key_id):

@@ -41,15 +41,10 @@ class DialectIngress:
             return
         key = core.caller_key(scope, headers)
         # Key and route now (401 before any parsing work); its model scope once the body names the model.
-        check = rel.authenticate(key, route=scope["path"])
-        if not check.ok:
-            await send_error(send, dialect, check.status, check.message, param=check.param,
-                             error_type=check.error_type_for(dialect))
+        caller = await gw.admit_caller(key, headers, scope["path"], dialect, send)
+        if caller is None:
             return
-        identity = gw.identify(key, headers, check.key)
-        if identity is None:
-            await send_error(send, dialect, 401, "invalid API key")
-            return
+        identity, vkey = caller
         body = await decode_json_object(send, dialect, raw)
         if body is None:
             return
@@ -59,7 +54,7 @@ class DialectIngress:
         send = core.watch_reply(ex, self._record_before_end(ex, send))
         refusal = await parse_request(core, ex, body)
         if refusal is None:
-            refusal = admit(core, ex, vkey=check.key, key=key)
+            refusal = admit(core, ex, vkey=vkey, key=key)
         if refusal is None:
             refusal = await acquire_slot(core, ex)
         if refusal is not None:
