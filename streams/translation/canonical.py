@@ -47,13 +47,15 @@ class ThinkingPart:
 
     A redacted block keeps its opaque data in ``signature`` (``text`` is empty). ``id`` is the OpenAI
     Responses reasoning item id, needed to send that item back (``signature`` then holds its
-    ``encrypted_content``).
+    ``encrypted_content``). ``origin`` is the model that made the signature when the gateway knows it
+    (a sealed value, ``common.seal_signature``); a signature goes back only to that model.
     """
 
     text: str
     signature: str | None = None
     redacted: bool = False
     id: str | None = None
+    origin: str | None = None
     type: Literal["thinking"] = "thinking"
 
 

@@ -33,6 +33,7 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
+    openai_effort,
     optional_list,
     parse_metadata_and_user,
     parse_response_format,
@@ -326,7 +327,7 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         body.pop("stream_options", None)
     if supports_thinking and req.thinking is not None:
         if req.thinking.enabled:
-            body["reasoning_effort"] = req.thinking.effort or effort_from_budget(req.thinking.budget_tokens)
+            body["reasoning_effort"] = openai_effort(req.thinking.effort or effort_from_budget(req.thinking.budget_tokens))
         elif req.dialect == DIALECT and req.thinking.effort:
             body["reasoning_effort"] = req.thinking.effort
     rf = req.response_format
