@@ -206,6 +206,7 @@ class ThinkingDelta:
     text: str = ""
     signature: str | None = None
     redacted: bool = False
+    id: str | None = None  # an OpenAI reasoning item's id, which goes back with its encrypted_content
     kind: Literal["thinking"] = "thinking"
 
 

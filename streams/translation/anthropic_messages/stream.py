@@ -232,7 +232,7 @@ class StreamWriter:
         origin = self._origin or self.model
         if ev.index not in self._blocks:
             if ev.redacted:
-                data = seal_signature(ev.signature, origin) if ev.signature else ""
+                data = seal_signature(ev.signature, origin, ev.id) if ev.signature else ""
                 return self._open_block(ev.index, {"type": "redacted_thinking", "data": data})
             if not ev.signature:
                 self._pending[ev.index] = self._pending.get(ev.index, "") + ev.text
@@ -244,5 +244,5 @@ class StreamWriter:
         if text:
             out += self._delta(ev.index, {"type": "thinking_delta", "thinking": text})
         if ev.signature and not ev.redacted:
-            out += self._delta(ev.index, {"type": "signature_delta", "signature": seal_signature(ev.signature, origin)})
+            out += self._delta(ev.index, {"type": "signature_delta", "signature": seal_signature(ev.signature, origin, ev.id)})
         return out

@@ -371,6 +371,11 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         reasoning["effort"] = openai_effort(th.effort or effort_from_budget(th.budget_tokens))
         if not same:
             reasoning.setdefault("summary", "auto")
+            # The reasoning comes back encrypted, which lets it go back to this model next turn
+            # (the gateway keeps no conversation state of its own for it).
+            include = body.setdefault("include", [])
+            if "reasoning.encrypted_content" not in include:
+                include.append("reasoning.encrypted_content")
     if supports_thinking and reasoning:
         body["reasoning"] = reasoning
     rf = req.response_format

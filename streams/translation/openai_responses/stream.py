@@ -164,7 +164,7 @@ class StreamParser:
         elif kind == "reasoning":
             idx = self._idx((oi, -1))
             if item.get("encrypted_content"):
-                out.append(ThinkingDelta(idx, "", signature=item["encrypted_content"]))
+                out.append(ThinkingDelta(idx, "", signature=item["encrypted_content"], id=item.get("id")))
             out.append(PartEnd(idx))
         elif kind == "message":
             for ci, c in enumerate(item.get("content") or []):
