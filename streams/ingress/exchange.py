@@ -29,6 +29,7 @@ from streams.reliability.settings import LimitSettings
 from streams.routing.decision import Decision
 from streams.translation import fastpath, registry
 from streams.translation.canonical import CanonicalRequest, TranslationError, Usage
+from streams.translation.common import session_cache_key
 
 if TYPE_CHECKING:
     from streams.ingress.core import ServingCore
@@ -129,6 +130,9 @@ def prepare_attempt(
         body = fastpath.rewrite_body(ex.raw, pd, model.upstream, supports_thinking=thinking, ensure_usage=True)
         core.rewrite_headers(headers, model)
     else:
+        if ex.req.cache_key is None and ex.decision is not None and ex.decision.session_id:
+            # A translated conversation keeps one prompt cache per session (OpenAI's prompt_cache_key).
+            ex.req.cache_key = session_cache_key(ex.decision.session_id)
         wire = registry.get(pd).render_request(ex.req, model.upstream, supports_thinking=thinking)
         if ex.req.stream and pd == "openai_chat":
             # Usage on every response: ask for it even when the client did not.

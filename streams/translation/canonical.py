@@ -157,6 +157,9 @@ class CanonicalRequest:
     response_format: ResponseFormat | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    # The prompt cache this conversation reads: the client's ``prompt_cache_key``, else one derived from
+    # the session (``common.session_cache_key``); OpenAI targets get it as their ``prompt_cache_key``.
+    cache_key: str | None = None
     dialect: Dialect = "openai_chat"
     # Dialect-specific fields with no canonical slot; a same-dialect relay keeps them.
     extra: dict[str, Any] = field(default_factory=dict)

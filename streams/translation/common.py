@@ -7,6 +7,7 @@ holds what OpenAI's two APIs (Chat Completions and Responses) share on the wire.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import uuid
 from typing import Any, TypeVar
@@ -156,6 +157,21 @@ def parse_metadata_and_user(body: dict[str, Any], req: CanonicalRequest) -> None
         req.metadata = {str(k): str(v) for k, v in meta.items()}
     if isinstance(body.get("user"), str):
         req.user = body["user"]
+    key = body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        req.cache_key = key  # also left in ``extra``: the session is read from it
+
+
+def session_cache_key(session_id: str) -> str:
+    """A prompt cache key for a session: stable across its turns, and not the session id itself
+    (which may be a client's header value) going to a provider."""
+    return "wr-" + hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def openai_cache_key(req: CanonicalRequest, body: dict[str, Any]) -> None:
+    """OpenAI caches by prefix per ``prompt_cache_key``: a translated conversation gets its session's."""
+    if req.cache_key and "prompt_cache_key" not in body:
+        body["prompt_cache_key"] = req.cache_key
 
 
 def effort_from_budget(budget: int | None) -> str:

@@ -317,7 +317,30 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
     user = user_for_upstream(req, DIALECT)
     if user is not None:
         body["metadata"] = {"user_id": user}
+    add_cache_breakpoints(body)
     return body
+
+
+_EPHEMERAL: Final = {"type": "ephemeral"}
+_UNCACHEABLE = ("thinking", "redacted_thinking")
+
+
+def add_cache_breakpoints(body: dict[str, Any]) -> None:
+    """Anthropic caches only up to ``cache_control`` breakpoints, which a translated request (or one
+    rebuilt from canonical) has none of: mark the end of the tools, of the system prompt and of the
+    conversation so far, so each turn reads the previous turn's prefix (3 of the 4 allowed)."""
+    if body.get("tools"):
+        body["tools"][-1] = {**body["tools"][-1], "cache_control": _EPHEMERAL}
+    if body.get("system"):
+        body["system"][-1] = {**body["system"][-1], "cache_control": _EPHEMERAL}
+    for m in reversed(body["messages"]):
+        content = m["content"]
+        if not isinstance(content, list):
+            continue
+        for i in range(len(content) - 1, -1, -1):
+            if content[i].get("type") not in _UNCACHEABLE:  # thinking blocks cannot carry a breakpoint
+                content[i] = {**content[i], "cache_control": _EPHEMERAL}
+                return
 
 
 def without_thinking_edits(cm: dict[str, Any]) -> dict[str, Any] | None:

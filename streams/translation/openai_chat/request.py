@@ -33,6 +33,7 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
+    openai_cache_key,
     openai_effort,
     optional_list,
     parse_metadata_and_user,
@@ -299,6 +300,7 @@ def render_tool_choice(tc: ToolChoice | None) -> Any:
 
 def render_request(req: CanonicalRequest, upstream_model: str, *, supports_thinking: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = extra_fields(req, DIALECT)
+    openai_cache_key(req, body)
     body["model"] = upstream_model
     body["messages"] = render_messages(req, keep_reasoning=req.dialect == DIALECT and supports_thinking)
     if req.tools:

@@ -38,6 +38,7 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
+    openai_cache_key,
     openai_effort,
     optional_list,
     parse_metadata_and_user,
@@ -338,6 +339,7 @@ def _render_result(p: ToolResultPart, custom_ids: set[str]) -> dict[str, Any]:
 def render_request(req: CanonicalRequest, upstream_model: str, *, supports_thinking: bool = True) -> dict[str, Any]:
     same = req.dialect == DIALECT
     body: dict[str, Any] = extra_fields(req, DIALECT)
+    openai_cache_key(req, body)
     hosted = body.pop("hosted_tools", None)
     reasoning: dict[str, Any] = dict(body.pop("reasoning", None) or {})
     text: dict[str, Any] = dict(body.pop("text", None) or {})
