@@ -222,7 +222,7 @@ async def read_whole(core: ServingCore, ex: Exchange, resp: Answer) -> bytes | R
         usage = core.codec.body_usage(data)
         if usage is None:  # cut short or garbage: never a 200 with a body the client cannot read
             return ex.fail(Refusal(502, "unreadable upstream response: not valid JSON", headers=ex.router_headers()))
-        ex.usage, out = usage, data
+        ex.usage, out = usage, core.codec.seal_relayed(data)
     else:
         try:
             parsed = registry.get(ex.provider.dialect).parse_response(_decode(data))

@@ -8,7 +8,7 @@ gateway, the router agent and the providers can call any dialect the same way
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -127,6 +127,14 @@ class NewUsageScanner(Protocol):
     def __call__(self, *, drop_usage_chunk: bool = False) -> UsageScanner: ...
 
 
+class SealRelayed(Protocol):
+    def __call__(self, data: bytes) -> bytes: ...
+
+
+def _unchanged(data: bytes) -> bytes:
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class DialectCodec:
     """One dialect's translation to and from canonical, for requests, responses, streams and usage."""
@@ -143,3 +151,6 @@ class DialectCodec:
     body_usage: BodyUsage
     usage_scanner: NewUsageScanner
     rewrite_relayed: RewriteRelayed
+    # A whole same-dialect answer as the client gets it (Anthropic: its signatures sealed with their
+    # model); the bytes unchanged for a dialect with nothing to seal.
+    seal_relayed: SealRelayed = field(default=_unchanged)

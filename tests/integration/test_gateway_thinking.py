@@ -14,6 +14,7 @@ import pytest
 from _gateway_harness import Stack, make_settings, running_stack, sse_frames
 
 from streams.providers.sim.signatures import sign
+from streams.translation.common import open_signature
 
 THINKING = {"tools": True, "thinking": True}
 
@@ -80,23 +81,41 @@ def _assembled_anthropic(raw: bytes) -> list[dict[str, Any]]:
     return blocks
 
 
-@pytest.mark.parametrize("other", ["m-resp", "m-gem", "m-chat"])
-def test_anthropic_signatures_never_reach_another_dialect(stack: Stack, other: str) -> None:
-    history = claude_turn1(stack, "m-anth")
-    signature = history[1]["content"][0]["signature"]
-    resp = messages(stack, other, {**ANTH_THINKING, "messages": history})
-    assert resp.status_code == 200, resp.text
-    assert signature.encode() not in sent(stack)
-
-
-def test_anthropic_signatures_go_back_to_their_model_unchanged(stack: Stack) -> None:
-    history = claude_turn1(stack, "m-anth")
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("other", ["m-anth2", "m-resp", "m-gem", "m-chat"])
+def test_anthropic_signatures_never_reach_another_model(stack: Stack, other: str, stream: bool) -> None:
+    history = claude_turn1(stack, "m-anth", stream=stream)
     block = history[1]["content"][0]
-    assert block["signature"] == sign("m-anth", block["thinking"])  # the provider's own, not sealed
+    own = sign("m-anth", block["thinking"])
+    resp = messages(stack, other, {**ANTH_THINKING, "messages": history})
+    # m-anth2 speaks the client's dialect too: it would answer "Invalid `signature`" had it got m-anth's
+    assert resp.status_code == 200, resp.text
+    assert own.encode() not in sent(stack) and b"wr1." not in sent(stack)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_signatures_go_back_to_their_model_unchanged(stack: Stack, stream: bool) -> None:
+    history = claude_turn1(stack, "m-anth", stream=stream)
+    block = history[1]["content"][0]
+    # The client holds the signature sealed with its model (it is opaque to clients anyway) ...
+    assert open_signature(block["signature"])[:2] == (sign("m-anth", block["thinking"]), "m-anth")
     resp = messages(stack, "m-anth", {**ANTH_THINKING, "messages": history})
-    assert resp.status_code == 200, resp.text  # the simulator verified the signature
+    assert resp.status_code == 200, resp.text  # ... and the simulator verified the one it gets back
     upstream = json.loads(sent(stack))
-    assert upstream["messages"][1]["content"][0] == block
+    assert upstream["messages"][1]["content"][0] == {**block, "signature": sign("m-anth", block["thinking"])}
+
+
+def test_a_turn_elsewhere_and_back_keeps_the_first_models_signatures(stack: Stack) -> None:
+    history = claude_turn1(stack, "m-anth")
+    resp = messages(stack, "m-resp", {**ANTH_THINKING, "messages": history})
+    assert resp.status_code == 200, resp.text
+    history += [{"role": "assistant", "content": resp.json()["content"]}, {"role": "user", "content": "Finish."}]
+    resp = messages(stack, "m-anth", {**ANTH_THINKING, "messages": history})
+    assert resp.status_code == 200, resp.text
+    upstream = json.loads(sent(stack))["messages"]
+    thinking = [b for m in upstream if m["role"] == "assistant" for b in m["content"] if b["type"] == "thinking"]
+    # m-anth's own block is back, m-resp's reasoning is not
+    assert [b["signature"] for b in thinking] == [sign("m-anth", history[1]["content"][0]["thinking"])]
 
 
 @pytest.mark.parametrize("stream", [False, True])

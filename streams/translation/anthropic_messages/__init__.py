@@ -23,7 +23,13 @@ from streams.translation.anthropic_messages.response import (
     render_response,
 )
 from streams.translation.anthropic_messages.stream import StreamParser, StreamWriter
-from streams.translation.anthropic_messages.usage import body_usage, parse_usage, render_usage, usage_scanner
+from streams.translation.anthropic_messages.usage import (
+    body_usage,
+    parse_usage,
+    render_usage,
+    seal_body,
+    usage_scanner,
+)
 from streams.translation.codec import DialectCodec
 
 __all__ = [
@@ -58,4 +64,5 @@ CODEC = DialectCodec(
     body_usage=body_usage,
     usage_scanner=usage_scanner,
     rewrite_relayed=rewrite_relayed,
+    seal_relayed=seal_body,
 )
