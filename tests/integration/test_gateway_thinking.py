@@ -26,6 +26,7 @@ def stack() -> Iterator[Stack]:
             {"name": "m-anth", "provider": "p-anth", "price_in": 5.0, "price_out": 25.0, "capabilities": THINKING},
             {"name": "m-anth2", "provider": "p-anth", "price_in": 1.0, "price_out": 5.0, "capabilities": THINKING},
             {"name": "m-resp", "provider": "p-resp", "price_in": 1.25, "price_out": 10.0, "capabilities": THINKING},
+            {"name": "m-resp2", "provider": "p-resp", "price_in": 0.25, "price_out": 2.0, "capabilities": THINKING},
             {"name": "m-gem", "provider": "p-gem", "price_in": 0.3, "price_out": 2.5, "capabilities": THINKING},
             {"name": "m-chat", "provider": "p-chat", "price_in": 0.25, "price_out": 2.0},
         ],
@@ -183,13 +184,20 @@ def test_anthropic_thinking_through_codex_is_dropped_for_another_model(stack: St
     assert b"wr1." not in body and b'"signature"' not in body
 
 
-def test_codex_reasoning_on_its_own_model_is_relayed_untouched(stack: Stack) -> None:
-    history = codex_turn1(stack, "m-resp")
+@pytest.mark.parametrize("stream", [False, True])
+def test_codex_reasoning_goes_back_to_its_own_model_only(stack: Stack, stream: bool) -> None:
+    history = codex_turn1(stack, "m-resp", stream=stream)
+    (item,) = [i for i in history if i.get("type") == "reasoning"]
+    original = sign("m-resp", item["summary"][0]["text"])
+    assert open_signature(item["encrypted_content"])[:2] == (original, "m-resp")  # sealed for Codex
     resp = responses(stack, "m-resp", {**CODEX, "input": history})
+    assert resp.status_code == 200, resp.text  # the simulator decrypted its own item
+    (back,) = [i for i in json.loads(sent(stack))["input"] if i.get("type") == "reasoning"]
+    assert back["encrypted_content"] == original
+    # another model of the same API would answer "could not be verified" had it got the item
+    resp = responses(stack, "m-resp2", {**CODEX, "input": history})
     assert resp.status_code == 200, resp.text
-    assert [i for i in json.loads(sent(stack))["input"] if i.get("type") == "reasoning"] == [
-        i for i in history if i.get("type") == "reasoning"
-    ]
+    assert original.encode() not in sent(stack) and b"wr1." not in sent(stack)
 
 
 # ---------------------------------------------------------------- effort across dialects
