@@ -28,6 +28,7 @@ def stack() -> Iterator[Stack]:
             {"name": "m-resp", "provider": "p-resp", "price_in": 1.25, "price_out": 10.0, "capabilities": THINKING},
             {"name": "m-resp2", "provider": "p-resp", "price_in": 0.25, "price_out": 2.0, "capabilities": THINKING},
             {"name": "m-gem", "provider": "p-gem", "price_in": 0.3, "price_out": 2.5, "capabilities": THINKING},
+            {"name": "m-gem2", "provider": "p-gem", "price_in": 0.1, "price_out": 0.4, "capabilities": THINKING},
             {"name": "m-chat", "provider": "p-chat", "price_in": 0.25, "price_out": 2.0},
         ],
         routing={"auto_models": ["router/auto"], "default_model": "m-anth"},
@@ -145,6 +146,19 @@ def test_the_simulator_refuses_a_signature_its_model_did_not_make(stack: Stack) 
     assert resp.json()["error"]["message"] == "messages.1.content.0: Invalid `signature` in `thinking` block"
 
 
+def test_the_simulator_refuses_other_models_reasoning_in_every_api(stack: Stack) -> None:
+    key = {"authorization": "Bearer k", "x-goog-api-key": "k"}
+    item = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "t"}],
+            "encrypted_content": sign("m-resp2", "t")}  # fmt: skip
+    resp = httpx.post(stack.sim_url + "/v1/responses", json={"model": "m-resp", "input": [item]}, headers=key)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["message"] == "The encrypted content for item rs_1 could not be verified."
+    call = {"functionCall": {"name": "run_shell", "args": {}}, "thoughtSignature": sign("m-gem2", "run_shell")}
+    contents = [{"role": "user", "parts": [{"text": "x"}]}, {"role": "model", "parts": [call]}]
+    resp = httpx.post(stack.sim_url + "/v1beta/models/m-gem:generateContent", json={"contents": contents}, headers=key)
+    assert resp.status_code == 400 and resp.json()["error"]["message"] == "Corrupted thought signature."
+
+
 # ---------------------------------------------------------------- an OpenAI Responses client (Codex)
 
 CODEX = {"store": False, "reasoning": {"effort": "high"}, "include": ["reasoning.encrypted_content"]}
@@ -198,6 +212,44 @@ def test_codex_reasoning_goes_back_to_its_own_model_only(stack: Stack, stream: b
     resp = responses(stack, "m-resp2", {**CODEX, "input": history})
     assert resp.status_code == 200, resp.text
     assert original.encode() not in sent(stack) and b"wr1." not in sent(stack)
+
+
+# ---------------------------------------------------------------- a Gemini client (gemini-cli)
+
+SHELL = {"name": "run_shell", "description": "Runs a command",
+         "parametersJsonSchema": {"type": "object", "properties": {"command": {"type": "string"}}}}  # fmt: skip
+
+
+def gemini(st: Stack, model: str, contents: list[dict[str, Any]], stream: bool = False) -> httpx.Response:
+    body = {"contents": contents, "tools": [{"functionDeclarations": [SHELL]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+            "generationConfig": {"thinkingConfig": {"includeThoughts": True, "thinkingBudget": -1}}}  # fmt: skip
+    verb = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return httpx.post(f"{st.url}/v1beta/models/{model}:{verb}", json=body, timeout=30)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_thought_signatures_go_back_only_to_their_model(stack: Stack, stream: bool) -> None:
+    first = [{"role": "user", "parts": [{"text": "Run the tests."}]}]
+    resp = gemini(stack, "m-gem", first, stream)
+    assert resp.status_code == 200, resp.text
+    if stream:
+        parts = [p for _, d in sse_frames(resp.content) for c in json.loads(d)["candidates"]
+                 for p in c["content"]["parts"]]  # fmt: skip
+    else:
+        parts = resp.json()["candidates"][0]["content"]["parts"]
+    call = next(p for p in parts if "functionCall" in p)
+    original = sign("m-gem", call["functionCall"]["name"])
+    assert open_signature(call["thoughtSignature"])[:2] == (original, "m-gem")
+    result = {"functionResponse": {"name": call["functionCall"]["name"], "response": {"output": "ok"}}}
+    history = [*first, {"role": "model", "parts": parts}, {"role": "user", "parts": [result]}]
+    resp = gemini(stack, "m-gem", history)
+    assert resp.status_code == 200, resp.text  # the simulator verified its own signature
+    assert original.encode() in sent(stack) and b"wr1." not in sent(stack)
+    # another Gemini model answers "Corrupted thought signature." to it: it gets the accepted marker
+    resp = gemini(stack, "m-gem2", history)
+    assert resp.status_code == 200, resp.text
+    assert original.encode() not in sent(stack) and b"skip_thought_signature_validator" in sent(stack)
 
 
 # ---------------------------------------------------------------- effort across dialects
