@@ -48,7 +48,8 @@ class ParseResponse(Protocol):
 class RenderResponse(Protocol):
     """The canonical response -> this dialect's body, named ``model`` for the client.
 
-    ``keep_signatures``: reasoning that came from this dialect's provider may be sent back as it is;
+    ``keep_signatures``: the provider's signed reasoning reaches the client, sealed with the model that
+    made it (``common.seal_signature``) so that only that model gets it back;
     ``client_tools``: the client's tools whose calls must come back as declared (OpenAI Responses:
     custom tools, tools flattened out of a namespace), by name. A dialect without
     either ignores it.

@@ -1,8 +1,8 @@
 """Anthropic Messages (``/v1/messages``) <-> canonical.
 
 What sets this dialect apart: content blocks (``blocks``), tool results inside user messages, tool ids
-restricted to ``[a-zA-Z0-9_-]`` (``tool_id``), signed thinking that only an Anthropic model may get
-back, thinking switched off for a turn whose pending tool calls came without it, and input tokens
+restricted to ``[a-zA-Z0-9_-]`` (``tool_id``), signed thinking that only the model that made it may get
+back (sealed with it on the way to the client), thinking switched off for a turn whose pending tool calls came without it, and input tokens
 counted without the cached share.
 
 Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (messages and errors),
