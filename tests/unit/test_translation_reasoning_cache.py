@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from streams.config import ProviderSettings
 from streams.translation import anthropic_messages as am
 from streams.translation import openai_chat as oc
 from streams.translation import openai_responses as rs
@@ -104,3 +105,21 @@ def test_anthropic_targets_get_breakpoints_but_never_on_thinking() -> None:
     assert body["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert json.dumps(body).count('"cache_control"') == 3  # the API allows 4
+
+
+@pytest.mark.parametrize(
+    ("dialect", "base_url", "setting", "takes"),
+    [
+        ("openai_chat", "https://api.openai.com/v1", None, True),
+        ("openai_chat", "https://my-org.openai.azure.com/openai", None, True),
+        ("openai_responses", "https://gateway.example/v1", None, True),
+        ("openai_chat", "sim", None, True),
+        # strict OpenAI-compatible servers refuse fields they do not know
+        ("openai_chat", "https://api.mistral.ai/v1", None, False),
+        ("openai_chat", "https://api.mistral.ai/v1", True, True),
+        ("openai_chat", "https://api.openai.com/v1", False, False),
+    ],
+)
+def test_which_providers_get_a_prompt_cache_key(dialect: str, base_url: str, setting: bool | None, takes: bool) -> None:
+    provider = ProviderSettings(name="p", dialect=dialect, base_url=base_url, prompt_cache_key=setting)  # type: ignore[arg-type]
+    assert provider.takes_prompt_cache_key() is takes
