@@ -123,3 +123,27 @@ def test_anthropic_targets_get_breakpoints_but_never_on_thinking() -> None:
 def test_which_providers_get_a_prompt_cache_key(dialect: str, base_url: str, setting: bool | None, takes: bool) -> None:
     provider = ProviderSettings(name="p", dialect=dialect, base_url=base_url, prompt_cache_key=setting)  # type: ignore[arg-type]
     assert provider.takes_prompt_cache_key() is takes
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def test_relayed_anthropic_stream_seals_only_the_signature() -> None:
+    start = {"type": "message_start", "message": {"id": "msg_1", "model": "claude-a", "usage": {"input_tokens": 9}}}
+    block = {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "thinking", "thinking": "", "signature": ""}}  # fmt: skip
+    think = {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}}
+    sig = {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "SIG"}}
+    frames = [_frame("message_start", start), _frame("content_block_start", block),
+              _frame("content_block_delta", think), _frame("content_block_delta", sig),
+              _frame("message_stop", {"type": "message_stop"})]  # fmt: skip
+    raw = b"".join(frames)
+    scanner = am.usage_scanner()
+    out = b"".join(scanner.feed(raw[i : i + 7]) for i in range(0, len(raw), 7)) + scanner.rest()
+    sealed = seal_signature("SIG", "claude-a")
+    sig_out = _frame("content_block_delta", {**sig, "delta": {"type": "signature_delta", "signature": sealed}})
+    # every other event byte for byte as the provider wrote it
+    assert out.replace(b" ", b"") == b"".join([*frames[:3], sig_out, frames[4]]).replace(b" ", b"")
+    assert out.startswith(b"".join(frames[:3]))
+    assert scanner.usage.input_tokens == 9 and scanner.finished
