@@ -13,8 +13,12 @@ import hashlib
 GEMINI_SKIP = "skip_thought_signature_validator"
 
 
-class InvalidSignature(ValueError):
-    """A signature the model did not make; ``str()`` is the API's own message."""
+class ApiRefusal(ValueError):
+    """A request the real API refuses with 400; ``str()`` is the API's own message."""
+
+
+class InvalidSignature(ApiRefusal):
+    """A signature the model did not make."""
 
 
 def sign(model: str, content: str) -> str:
