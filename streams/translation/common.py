@@ -240,9 +240,11 @@ def relayed_signature(value: str, upstream_model: str) -> tuple[str, str | None]
     return (signature, item_id) if signature_fits(origin, True, upstream_model) else None
 
 
-def signed_part(text: str, value: str | None, *, redacted: bool = False, item_id: str | None = None) -> ThinkingPart:
-    """A client's reasoning block with its (possibly sealed) signature opened."""
-    if not value:
+def signed_part(text: str, value: Any, *, redacted: bool = False, item_id: Any = None) -> ThinkingPart:
+    """A client's reasoning block with its (possibly sealed) signature opened; a signature that is not
+    a string is no signature (no provider would take it back)."""
+    item_id = item_id if isinstance(item_id, str) else None
+    if not isinstance(value, str) or not value:
         return ThinkingPart(text, redacted=redacted, id=item_id)
     signature, origin, sealed_id = open_signature(value)
     return ThinkingPart(text, signature=signature, redacted=redacted, id=sealed_id or item_id, origin=origin)

@@ -40,7 +40,8 @@ def _unseal(top: dict[str, msgspec.Raw], model: object) -> None:
     if not isinstance(contents, list):
         return
     for c in contents:
-        for part in (c.get("parts") if isinstance(c, dict) else None) or []:
+        parts = c.get("parts") if isinstance(c, dict) else None
+        for part in parts if isinstance(parts, list) else ():
             value = part.get("thoughtSignature") if isinstance(part, dict) else None
             if not isinstance(value, str):
                 continue

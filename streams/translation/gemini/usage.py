@@ -122,9 +122,11 @@ _SIGNED = b"thoughtSignature"
 
 def _seal_candidates(body: Any, origin: str) -> bool:
     sealed = False
-    for cand in (body.get("candidates") if isinstance(body, dict) else None) or []:
+    candidates = body.get("candidates") if isinstance(body, dict) else None
+    for cand in candidates if isinstance(candidates, list) else ():
         content = cand.get("content") if isinstance(cand, dict) else None
-        for part in (content.get("parts") if isinstance(content, dict) else None) or []:
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
             value = part.get("thoughtSignature") if isinstance(part, dict) else None
             if isinstance(value, str) and value and value != SYNTHETIC_THOUGHT_SIGNATURE and not value.startswith("wr1."):
                 part["thoughtSignature"] = seal_signature(value, origin)
