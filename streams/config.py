@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,6 +48,19 @@ class ProviderSettings(BaseModel):
     first_byte_timeout_s: float = 120.0
     idle_timeout_s: float = 120.0
     headers: dict[str, str] = Field(default_factory=dict)
+    prompt_cache_key: bool | None = Field(
+        None,
+        description="send OpenAI's prompt_cache_key on translated requests; unset: to OpenAI Responses "
+        "providers, api.openai.com, Azure OpenAI and the simulator (strict OpenAI-compatible servers refuse it)",
+    )
+
+    def takes_prompt_cache_key(self) -> bool:
+        if self.prompt_cache_key is not None:
+            return self.prompt_cache_key
+        if self.dialect == "openai_responses" or self.base_url == "sim":
+            return True
+        host = urlsplit(self.base_url).hostname or ""
+        return host == "api.openai.com" or host.endswith(".openai.azure.com")
 
     def api_key(self) -> str | None:
         """The upstream key, read from env or the secrets file at call time (never stored in config)."""

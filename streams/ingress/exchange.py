@@ -10,7 +10,7 @@ failover loop (``providers.failover.send_with_failover``: breakers, retries, bal
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from streams.reliability.settings import LimitSettings
 from streams.routing.decision import Decision
 from streams.translation import fastpath, registry
 from streams.translation.canonical import CanonicalRequest, TranslationError, Usage
+from streams.translation.common import session_cache_key
 
 if TYPE_CHECKING:
     from streams.ingress.core import ServingCore
@@ -129,7 +130,7 @@ def prepare_attempt(
         body = fastpath.rewrite_body(ex.raw, pd, model.upstream, supports_thinking=thinking, ensure_usage=True)
         core.rewrite_headers(headers, model)
     else:
-        wire = registry.get(pd).render_request(ex.req, model.upstream, supports_thinking=thinking)
+        wire = registry.get(pd).render_request(_with_cache_key(ex, provider), model.upstream, supports_thinking=thinking)
         if ex.req.stream and pd == "openai_chat":
             # Usage on every response: ask for it even when the client did not.
             opts = wire.get("stream_options") or {}
@@ -141,6 +142,20 @@ def prepare_attempt(
     else:
         ex.translate_s += now - t
     return request_path(pd, model.upstream, stream=ex.req.stream), body, headers
+
+
+def _with_cache_key(ex: Exchange, provider: ProviderSettings) -> CanonicalRequest:
+    """The request as this provider gets it: a translated conversation keeps one prompt cache per
+    session (OpenAI's prompt_cache_key: the client's, else the session's), where the provider takes one."""
+    req = ex.req
+    assert req is not None
+    if not provider.takes_prompt_cache_key():
+        key = None
+    elif req.cache_key is not None or ex.decision is None or not ex.decision.session_id:
+        key = req.cache_key
+    else:
+        key = session_cache_key(ex.decision.session_id)
+    return req if key == req.cache_key else replace(req, cache_key=key)
 
 
 async def call_upstream(core: ServingCore, ex: Exchange) -> Answer | Refusal:
@@ -218,7 +233,7 @@ async def read_whole(core: ServingCore, ex: Exchange, resp: Answer) -> bytes | R
         usage = core.codec.body_usage(data)
         if usage is None:  # cut short or garbage: never a 200 with a body the client cannot read
             return ex.fail(Refusal(502, "unreadable upstream response: not valid JSON", headers=ex.router_headers()))
-        ex.usage, out = usage, data
+        ex.usage, out = usage, core.codec.seal_relayed(data)
     else:
         try:
             parsed = registry.get(ex.provider.dialect).parse_response(_decode(data))

@@ -47,13 +47,15 @@ class ThinkingPart:
 
     A redacted block keeps its opaque data in ``signature`` (``text`` is empty). ``id`` is the OpenAI
     Responses reasoning item id, needed to send that item back (``signature`` then holds its
-    ``encrypted_content``).
+    ``encrypted_content``). ``origin`` is the model that made the signature when the gateway knows it
+    (a sealed value, ``common.seal_signature``); a signature goes back only to that model.
     """
 
     text: str
     signature: str | None = None
     redacted: bool = False
     id: str | None = None
+    origin: str | None = None
     type: Literal["thinking"] = "thinking"
 
 
@@ -155,6 +157,9 @@ class CanonicalRequest:
     response_format: ResponseFormat | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    # The prompt cache this conversation reads: the client's ``prompt_cache_key``, else one derived from
+    # the session (``common.session_cache_key``); OpenAI targets get it as their ``prompt_cache_key``.
+    cache_key: str | None = None
     dialect: Dialect = "openai_chat"
     # Dialect-specific fields with no canonical slot; a same-dialect relay keeps them.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -204,6 +209,7 @@ class ThinkingDelta:
     text: str = ""
     signature: str | None = None
     redacted: bool = False
+    id: str | None = None  # an OpenAI reasoning item's id, which goes back with its encrypted_content
     kind: Literal["thinking"] = "thinking"
 
 

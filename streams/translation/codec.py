@@ -8,7 +8,7 @@ gateway, the router agent and the providers can call any dialect the same way
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -48,7 +48,8 @@ class ParseResponse(Protocol):
 class RenderResponse(Protocol):
     """The canonical response -> this dialect's body, named ``model`` for the client.
 
-    ``keep_signatures``: reasoning that came from this dialect's provider may be sent back as it is;
+    ``keep_signatures``: the provider's signed reasoning reaches the client, sealed with the model that
+    made it (``common.seal_signature``) so that only that model gets it back;
     ``client_tools``: the client's tools whose calls must come back as declared (OpenAI Responses:
     custom tools, tools flattened out of a namespace), by name. A dialect without
     either ignores it.
@@ -127,6 +128,14 @@ class NewUsageScanner(Protocol):
     def __call__(self, *, drop_usage_chunk: bool = False) -> UsageScanner: ...
 
 
+class SealRelayed(Protocol):
+    def __call__(self, data: bytes) -> bytes: ...
+
+
+def _unchanged(data: bytes) -> bytes:
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class DialectCodec:
     """One dialect's translation to and from canonical, for requests, responses, streams and usage."""
@@ -143,3 +152,6 @@ class DialectCodec:
     body_usage: BodyUsage
     usage_scanner: NewUsageScanner
     rewrite_relayed: RewriteRelayed
+    # A whole same-dialect answer as the client gets it (Anthropic: its signatures sealed with their
+    # model); the bytes unchanged for a dialect with nothing to seal.
+    seal_relayed: SealRelayed = field(default=_unchanged)

@@ -6,6 +6,9 @@ holds what OpenAI's two APIs (Chat Completions and Responses) share on the wire.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import uuid
 from typing import Any, TypeVar
 
@@ -18,6 +21,7 @@ from streams.translation.canonical import (
     ResponseFormat,
     StreamError,
     TextPart,
+    ThinkingPart,
     ToolResultPart,
     TranslationError,
     Usage,
@@ -153,6 +157,21 @@ def parse_metadata_and_user(body: dict[str, Any], req: CanonicalRequest) -> None
         req.metadata = {str(k): str(v) for k, v in meta.items()}
     if isinstance(body.get("user"), str):
         req.user = body["user"]
+    key = body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        req.cache_key = key  # also left in ``extra``: the session is read from it
+
+
+def session_cache_key(session_id: str) -> str:
+    """A prompt cache key for a session: stable across its turns, and not the session id itself
+    (which may be a client's header value) going to a provider."""
+    return "wr-" + hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def openai_cache_key(req: CanonicalRequest, body: dict[str, Any]) -> None:
+    """OpenAI caches by prefix per ``prompt_cache_key``: a translated conversation gets its session's."""
+    if req.cache_key and "prompt_cache_key" not in body:
+        body["prompt_cache_key"] = req.cache_key
 
 
 def effort_from_budget(budget: int | None) -> str:
@@ -162,6 +181,93 @@ def effort_from_budget(budget: int | None) -> str:
     if budget <= 2048:
         return "low"
     return "medium" if budget <= 16384 else "high"
+
+
+# Effort names differ by API: Anthropic's top is "max", OpenAI's "xhigh"; Gemini levels stop at "high".
+_OPENAI_EFFORT = {"max": "xhigh"}
+_ANTHROPIC_EFFORT = {"minimal": "low", "xhigh": "max", "none": "low"}
+
+
+def openai_effort(effort: str) -> str:
+    """A canonical effort as OpenAI's ``reasoning.effort`` / ``reasoning_effort`` value."""
+    return _OPENAI_EFFORT.get(effort, effort)
+
+
+def anthropic_effort(effort: str) -> str:
+    """A canonical effort as Anthropic's ``output_config.effort`` (low | medium | high | max)."""
+    return _ANTHROPIC_EFFORT.get(effort, effort)
+
+
+# ---------------------------------------------------------------- signed reasoning across providers
+
+# Signed reasoning (Anthropic signatures, OpenAI encrypted_content) is only valid for the model that
+# made it. When it reaches a client of another dialect we seal it with its maker's name, so the next
+# turn can send it back byte-for-byte to that model and drop it for any other. A sealed value is
+# "wr1." + base64url(JSON [model, item id]) + "." + the provider's own value.
+_SEAL = "wr1."
+_DATE_SUFFIX = re.compile(r"(?:[-@]\d{8}|-\d{4}-\d{2}-\d{2})$")
+
+
+def seal_signature(signature: str, origin: str, item_id: str | None = None) -> str:
+    head = base64.urlsafe_b64encode(msgspec.json.encode([origin, item_id])).rstrip(b"=").decode()
+    return f"{_SEAL}{head}.{signature}"
+
+
+def open_signature(value: str) -> tuple[str, str | None, str | None]:
+    """(the provider's value, the model that made it, its reasoning item id) of a possibly sealed
+    value; an unsealed one has no known maker."""
+    if not value.startswith(_SEAL):
+        return value, None, None
+    head, sep, signature = value[len(_SEAL) :].partition(".")
+    if not sep:
+        return value, None, None
+    try:
+        origin, item_id = _decode_json(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError, msgspec.DecodeError):
+        return value, None, None
+    if not isinstance(origin, str) or not (item_id is None or isinstance(item_id, str)):
+        return value, None, None
+    return signature, origin, item_id
+
+
+SEALED_MARK = b'"' + _SEAL.encode()  # how a sealed value starts inside raw JSON
+
+
+def relayed_signature(value: str, upstream_model: str) -> tuple[str, str | None] | None:
+    """A same-dialect client's signature value as ``upstream_model`` may get it: (the provider's
+    value, its reasoning item id), or None when another model made it."""
+    signature, origin, item_id = open_signature(value)
+    return (signature, item_id) if signature_fits(origin, True, upstream_model) else None
+
+
+def signed_part(text: str, value: Any, *, redacted: bool = False, item_id: Any = None) -> ThinkingPart:
+    """A client's reasoning block with its (possibly sealed) signature opened; a signature that is not
+    a string is no signature (no provider would take it back)."""
+    item_id = item_id if isinstance(item_id, str) else None
+    if not isinstance(value, str) or not value:
+        return ThinkingPart(text, redacted=redacted, id=item_id)
+    signature, origin, sealed_id = open_signature(value)
+    return ThinkingPart(text, signature=signature, redacted=redacted, id=sealed_id or item_id, origin=origin)
+
+
+def sealed_part(p: ThinkingPart, origin: str) -> ThinkingPart:
+    """A provider's reasoning as a client of another dialect gets it: its signature sealed."""
+    if not p.signature:
+        return p
+    return ThinkingPart(p.text, seal_signature(p.signature, origin, p.id), p.redacted, p.id, origin)
+
+
+def model_family(model: str) -> str:
+    """A model name without its snapshot date: APIs answer ``claude-x-20251101`` for ``claude-x``."""
+    return _DATE_SUFFIX.sub("", model.strip().lower())
+
+
+def signature_fits(origin: str | None, native: bool, upstream_model: str) -> bool:
+    """May reasoning signed by ``origin`` go to ``upstream_model``? A sealed one only to its maker;
+    an unsealed one (``origin`` None) only on its own dialect (``native``), where it came from."""
+    if origin is None:
+        return native
+    return model_family(origin) == model_family(upstream_model)
 
 
 # ---------------------------------------------------------------- streams

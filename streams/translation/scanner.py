@@ -63,16 +63,23 @@ class UsageScanner:
     ``include_usage`` but we asked upstream, so the extra usage-only chunk is cut out.
     """
 
-    __slots__ = ("usage", "error", "finished", "malformed", "drop_usage_chunk", "_read", "_buf")
+    __slots__ = ("usage", "error", "finished", "malformed", "drop_usage_chunk", "origin", "replacement", "_read",
+                 "_buf", "_markers")
 
-    def __init__(self, read_event: EventReader, *, drop_usage_chunk: bool = False) -> None:
+    def __init__(
+        self, read_event: EventReader, *, drop_usage_chunk: bool = False, markers: tuple[bytes, ...] = ()
+    ) -> None:
         self.usage = Usage()
         self.error: str | None = None
         self.finished = False  # saw the dialect's end-of-stream marker
         self.malformed: str | None = None  # the first event that is not well-formed JSON
         self.drop_usage_chunk = drop_usage_chunk
+        self.origin = ""  # the model the upstream says answered, when the reader saw it
+        # Set by the reader: the data this event is relayed with instead (signed reasoning, sealed).
+        self.replacement: bytes | None = None
         self._read = read_event
         self._buf = b""
+        self._markers = markers  # more substrings that make an event worth reading
 
     def feed(self, chunk: bytes) -> bytes:
         """Scan ``chunk``; returns the complete, well-formed events to forward."""
@@ -87,7 +94,11 @@ class UsageScanner:
             return b""
         complete, self._buf = data[: end + 2], data[end + 2 :]
         blocks = complete.split(b"\n\n")
-        if not self.drop_usage_chunk and not _interesting(complete) and not any(_malformed(b) for b in blocks):
+        if (
+            not self.drop_usage_chunk
+            and not self._interesting(complete)
+            and not any(_malformed(b) for b in blocks)
+        ):
             return complete  # the common case: nothing to read, nothing to cut
         kept = []
         for block in blocks:
@@ -99,6 +110,8 @@ class UsageScanner:
                 self._buf = b""
                 break
             if verdict is not _DROP:
+                if self.replacement is not None:
+                    block, self.replacement = _with_data(block, self.replacement), None
                 kept.append(block)
                 kept.append(b"\n\n")
         return b"".join(kept)
@@ -110,7 +123,7 @@ class UsageScanner:
 
     def _event(self, block: bytes) -> object:
         """Read one event: _KEEP, _DROP (an event to cut) or _BAD (its JSON does not parse)."""
-        if not _interesting(block):
+        if not self._interesting(block):
             return _KEEP
         data = b"\n".join(line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:"))
         if not data:
@@ -124,6 +137,15 @@ class UsageScanner:
             return _KEEP  # JSON of an unexpected shape: relayed, nothing learnt from it
         except msgspec.DecodeError:
             return _BAD
+
+    def _interesting(self, data: bytes) -> bool:
+        return _interesting(data) or any(m in data for m in self._markers)
+
+
+def _with_data(block: bytes, data: bytes) -> bytes:
+    """An SSE event block with its data lines replaced by one line of ``data``."""
+    lines = [line for line in block.split(b"\n") if not line.startswith(b"data:")]
+    return b"\n".join([*lines, b"data: " + data])
 
 
 _KEEP, _DROP, _BAD = object(), object(), object()

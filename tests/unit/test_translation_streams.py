@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from streams.translation.canonical import StreamEnd, StreamError, StreamEvent, TextDelta, ToolCallDelta, Usage
+from streams.translation.common import open_signature
 from streams.translation.registry import DIALECTS, get
 from streams.translation.sse import SSEDecoder, json_frame
 
@@ -395,23 +396,23 @@ def test_stream_pair_reassembles_in_official_sdk(src: str, dst: str) -> None:
     assert view["calls"] == [(i, n, a) for i, n, a in CALLS]
     assert view["stop"] == EXPECTED_STOP[dst]
     assert view["usage"] == (100, 20, 40)
-    if dst not in ("openai_chat", "gemini"):  # signed reasoning needs keep_signatures (same provider)
-        assert view["thinking"] is None
+    signed = {"anthropic_messages": "sig-up", "openai_responses": "enc-up"}
+    if dst in signed:
+        # only signed reasoning reaches these clients, sealed with the model that made it
+        if src in signed:
+            ((text, value),) = view["thinking"]
+            signature, origin, _ = open_signature(value)
+            assert (text, signature) == ("Two calls needed.", signed[src]) and origin and value != signature
+        else:
+            assert view["thinking"] is None
     elif src != "openai_chat":  # plain reasoning text (Chat's reasoning_content, Gemini's thoughts) is relayed
         assert view["thinking"] == "Two calls needed."
 
 
-def test_same_provider_reasoning_keeps_signatures() -> None:
-    view = client_view(
-        "anthropic_messages",
-        translate("anthropic_messages", "anthropic_messages", anthropic_upstream(), keep_signatures=True),
-    )
-    assert view["thinking"] == [("Two calls needed.", "sig-up")]
-    view = client_view(
-        "openai_responses",
-        translate("openai_responses", "openai_responses", responses_upstream(), keep_signatures=True),
-    )
-    assert view["thinking"] == [("Two calls needed.", "enc-up")]
+def test_reasoning_without_keep_signatures_is_not_relayed() -> None:
+    for dialect, upstream in (("anthropic_messages", anthropic_upstream), ("openai_responses", responses_upstream)):
+        view = client_view(dialect, translate(dialect, dialect, upstream(), keep_signatures=False))
+        assert view["thinking"] is None
 
 
 def test_chat_writer_event_shape() -> None:

@@ -35,6 +35,7 @@ from streams.providers.sim.behaviour import Plan, SimRequest
 from streams.providers.sim.config import SimConfig
 from streams.providers.sim.control import Control, SimState
 from streams.providers.sim.faults import FaultError, FaultSpec, parse_fault_header
+from streams.providers.sim.signatures import ApiRefusal
 from streams.providers.sim.sse import Frame, dumps, new_id
 from streams.providers.sim.usage import Usage
 
@@ -249,6 +250,8 @@ class _Api:
             if target is not None:
                 body["model"] = target[0]
             req: SimRequest = wire.parse(body) if target is None else wire.parse(body, *target)
+        except ApiRefusal as exc:  # the API's own message, as clients match on it
+            return _error(wire, 400, str(exc))
         except (msgspec.DecodeError, wire.WireError) as exc:
             return _error(wire, 400, f"invalid request: {exc}")
         if config.strict_models and req.model not in state.behaviour.skills:

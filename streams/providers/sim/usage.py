@@ -33,6 +33,7 @@ class Usage:
     output_tokens: int
     cache_read: int = 0
     cache_write: int = 0
+    reasoning: int = 0  # output tokens spent on reasoning
 
 
 class _Lru:

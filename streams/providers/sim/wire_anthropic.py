@@ -3,11 +3,11 @@ Code and the anthropic SDK use it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from streams.providers.sim.plan import Plan, SimRequest, ToolSpec, json_format_schema, json_instruction_schema
+from streams.providers.sim.signatures import InvalidSignature, sign, valid
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 
@@ -70,6 +70,8 @@ def parse(body: dict[str, Any], *, count_only: bool = False) -> SimRequest:
     if not all(isinstance(m, dict) for m in messages):
         raise WireError("messages: each message must be an object")
     req = SimRequest(dialect=DIALECT, model=model, stream=bool(body.get("stream")))
+    if not count_only:
+        check_signatures(model, messages)
     # Claude Code puts role "system" messages inside `messages`; they are not turns.
     turns = [m for m in messages if m.get("role") in ("user", "assistant")]
     if turns and turns[-1].get("role") == "user":
@@ -106,6 +108,21 @@ def parse(body: dict[str, Any], *, count_only: bool = False) -> SimRequest:
     return req
 
 
+def check_signatures(model: str, messages: list[dict[str, Any]]) -> None:
+    """Thinking blocks must come back as this model made them (Anthropic's 400 otherwise)."""
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        if m.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        for j, b in enumerate(content):
+            if not isinstance(b, dict):
+                continue
+            if b.get("type") == "thinking" and not valid(model, str(b.get("thinking", "")), b.get("signature")):
+                raise InvalidSignature(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+            if b.get("type") == "redacted_thinking" and not valid(model, "", b.get("data")):
+                raise InvalidSignature(f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block")
+
+
 def _system_text(system: Any) -> str:
     if isinstance(system, str):
         return system
@@ -138,15 +155,11 @@ def usage_json(u: Usage, output_tokens: int | None = None) -> dict[str, Any]:
     }
 
 
-def _signature(thinking: str) -> str:
-    return hashlib.blake2b(thinking.encode(), digest_size=24).hexdigest()
-
-
-def _blocks(plan: Plan) -> list[dict[str, Any]]:
+def _blocks(plan: Plan, model: str) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if plan.thinking:
         text = plan.thinking_str
-        blocks.append({"type": "thinking", "thinking": text, "signature": _signature(text)})
+        blocks.append({"type": "thinking", "thinking": text, "signature": sign(model, text)})
     if plan.text or not plan.tool_calls:
         blocks.append({"type": "text", "text": plan.text_str})
     return blocks
@@ -160,7 +173,7 @@ def _tool_input(arguments: str) -> Any:
 
 
 def render(plan: Plan, req: SimRequest, u: Usage) -> dict[str, Any]:
-    content = _blocks(plan)
+    content = _blocks(plan, req.model)
     for call in plan.tool_calls:
         content.append(
             {"type": "tool_use", "id": "toolu_" + call.id, "name": call.name, "input": _tool_input(call.arguments)}
@@ -210,7 +223,7 @@ def stream(plan: Plan, req: SimRequest, u: Usage, chunk_size: int) -> list[Frame
 
     if plan.thinking:
         deltas = [({"type": "thinking_delta", "thinking": t}, n) for t, n in chunk_tokens(plan.thinking, chunk_size)]
-        deltas.append(({"type": "signature_delta", "signature": _signature(plan.thinking_str)}, 0))
+        deltas.append(({"type": "signature_delta", "signature": sign(req.model, plan.thinking_str)}, 0))
         block({"type": "thinking", "thinking": "", "signature": ""}, deltas)
     if plan.text or not plan.tool_calls:
         block(

@@ -8,11 +8,11 @@ generated since the previous one; the last carries ``finishReason`` and the comp
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 from streams.providers.sim.plan import Plan, SimRequest, ToolSpec
+from streams.providers.sim.signatures import GEMINI_SKIP, InvalidSignature, sign, valid
 from streams.providers.sim.sse import Frame, chunk_tokens, data_frame, new_id
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 
@@ -74,6 +74,7 @@ def _contents(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def parse(body: dict[str, Any], model: str, stream: bool) -> SimRequest:
     contents = _contents(body)
+    check_signatures(model, contents)
     req = SimRequest(dialect=DIALECT, model=model, stream=stream)
     last = contents[-1]
     results = [p["functionResponse"] for p in last["parts"] if isinstance(p, dict) and "functionResponse" in p]
@@ -139,8 +140,24 @@ def usage_json(u: Usage, plan: Plan | None) -> dict[str, Any]:
 
 
 # -- response --------------------------------------------------------------------------------------------
-def _signature(plan: Plan) -> str:
-    return hashlib.blake2b(plan.thinking_str.encode(), digest_size=24).hexdigest()
+def _signature(model: str, call_name: str) -> str:
+    # Bound to the model and the signed call, so it verifies from the part it comes back on.
+    return sign(model, call_name)
+
+
+def check_signatures(model: str, contents: list[dict[str, Any]]) -> None:
+    """A thoughtSignature must be this model's own (or gemini-cli's skip marker): Gemini's 400 else."""
+    for c in contents:
+        if c.get("role") != "model":
+            continue
+        for p in c["parts"]:
+            value = p.get("thoughtSignature") if isinstance(p, dict) else None
+            if value is None or value == GEMINI_SKIP:
+                continue
+            call = p.get("functionCall")
+            name = str(call.get("name", "")) if isinstance(call, dict) else ""
+            if not valid(model, name, value):
+                raise InvalidSignature("Corrupted thought signature.")
 
 
 def _call_parts(plan: Plan, req: SimRequest) -> list[dict[str, Any]]:
@@ -152,7 +169,7 @@ def _call_parts(plan: Plan, req: SimRequest) -> list[dict[str, Any]]:
             args = {}
         part: dict[str, Any] = {"functionCall": {"name": call.name, "args": args}}
         if i == 0 and req.thinking:
-            part["thoughtSignature"] = _signature(plan)  # thinking models sign the first call of a turn
+            part["thoughtSignature"] = _signature(req.model, call.name)  # thinking models sign the first call of a turn
         parts.append(part)
     return parts
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from streams.providers.sim.plan import Plan, SimRequest, ToolCall, ToolSpec, json_format_schema
+from streams.providers.sim.signatures import InvalidSignature, sign, valid
 from streams.providers.sim.sse import Frame, chunk_tokens, named_frame, new_id, split_json
 from streams.providers.sim.usage import PromptCache, Usage, estimate_tokens
 from streams.providers.sim.wire_openai_chat import WireError
@@ -41,6 +42,20 @@ def _is_tool_output(item: dict[str, Any]) -> bool:
     return str(item.get("type", "")).endswith("_output")
 
 
+def _summary_text(item: dict[str, Any]) -> str:
+    summary = item.get("summary")
+    return "".join(str(p.get("text", "")) for p in summary if isinstance(p, dict)) if isinstance(summary, list) else ""
+
+
+def _reasoning_item(plan: Plan, req: SimRequest, body: dict[str, Any], item_id: str) -> dict[str, Any]:
+    """The reasoning a thinking request gets; its encrypted_content only when ``include`` asks."""
+    text = plan.thinking_str
+    item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
+    if "reasoning.encrypted_content" in (body.get("include") or []):
+        item["encrypted_content"] = sign(req.model, text)
+    return item
+
+
 def parse(body: dict[str, Any]) -> SimRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -52,6 +67,11 @@ def parse(body: dict[str, Any]) -> SimRequest:
     elif isinstance(raw_input, list):
         if not all(isinstance(i, dict) for i in raw_input):
             raise WireError("each input item must be an object")
+        for i in raw_input:
+            # OpenAI decrypts the item with the model's key; another model's item does not verify.
+            sealed = i.get("encrypted_content") if i.get("type") == "reasoning" else None
+            if sealed is not None and not valid(model, _summary_text(i), sealed):
+                raise InvalidSignature(f"The encrypted content for item {i.get('id')} could not be verified.")
         items = [
             i
             for i in raw_input
@@ -83,6 +103,9 @@ def parse(body: dict[str, Any]) -> SimRequest:
     req.parallel_allowed = body.get("parallel_tool_calls", True) is not False
     limit = body.get("max_output_tokens")
     req.max_tokens = int(limit) if isinstance(limit, int) and limit > 0 else None
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    req.thinking = isinstance(effort, str) and effort != "none"
     text = body.get("text")
     req.json_schema = json_format_schema(text.get("format") if isinstance(text, dict) else None)
     return req
@@ -91,7 +114,7 @@ def parse(body: dict[str, Any]) -> SimRequest:
 def usage(body: dict[str, Any], raw: bytes, plan: Plan, cache: PromptCache) -> Usage:
     input_tokens = estimate_tokens(len(raw))
     cached = cache.openai(str(body.get("model")), body.get("prompt_cache_key"), input_tokens)
-    return Usage(input_tokens, plan.output_tokens, cache_read=cached)
+    return Usage(input_tokens, plan.output_tokens, cache_read=cached, reasoning=len(plan.thinking))
 
 
 def usage_json(u: Usage) -> dict[str, Any]:
@@ -99,7 +122,7 @@ def usage_json(u: Usage) -> dict[str, Any]:
         "input_tokens": u.input_tokens,
         "input_tokens_details": {"cached_tokens": u.cache_read},
         "output_tokens": u.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": u.reasoning},
         "total_tokens": u.input_tokens + u.output_tokens,
     }
 
@@ -174,6 +197,8 @@ def _final_status(plan: Plan) -> str:
 
 def render(plan: Plan, req: SimRequest, u: Usage, body: dict[str, Any]) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
+    if plan.thinking:
+        output.append(_reasoning_item(plan, req, body, new_id("rs_")))
     if plan.text or not plan.tool_calls:
         output.append(_message_item(new_id("msg_"), plan.text_str, "completed"))
     for call in plan.tool_calls:
@@ -194,6 +219,18 @@ def stream(plan: Plan, req: SimRequest, u: Usage, body: dict[str, Any], chunk_si
     emit("response.created", {"response": _response(req, body, rid, created, "in_progress", [], None)})
     emit("response.in_progress", {"response": _response(req, body, rid, created, "in_progress", [], None)})
     output: list[dict[str, Any]] = []
+    if plan.thinking:
+        index, item_id = len(output), new_id("rs_")
+        emit("response.output_item.added", {"output_index": index, "item": {"id": item_id, "type": "reasoning", "summary": []}})
+        where = {"item_id": item_id, "output_index": index, "summary_index": 0}
+        emit("response.reasoning_summary_part.added", {**where, "part": {"type": "summary_text", "text": ""}})
+        for piece, n in chunk_tokens(plan.thinking, chunk_size):
+            emit("response.reasoning_summary_text.delta", {**where, "delta": piece}, n)
+        emit("response.reasoning_summary_text.done", {**where, "text": plan.thinking_str})
+        emit("response.reasoning_summary_part.done", {**where, "part": {"type": "summary_text", "text": plan.thinking_str}})
+        done = _reasoning_item(plan, req, body, item_id)
+        emit("response.output_item.done", {"output_index": index, "item": done})
+        output.append(done)
     if plan.text or not plan.tool_calls:
         index, item_id, text = len(output), new_id("msg_"), plan.text_str
         emit("response.output_item.added", {"output_index": index, "item": _message_item(item_id, "", "in_progress")})

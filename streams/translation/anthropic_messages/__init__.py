@@ -1,8 +1,8 @@
 """Anthropic Messages (``/v1/messages``) <-> canonical.
 
 What sets this dialect apart: content blocks (``blocks``), tool results inside user messages, tool ids
-restricted to ``[a-zA-Z0-9_-]`` (``tool_id``), signed thinking that only an Anthropic model may get
-back, thinking switched off for a turn whose pending tool calls came without it, and input tokens
+restricted to ``[a-zA-Z0-9_-]`` (``tool_id``), signed thinking that only the model that made it may get
+back (sealed with it on the way to the client), thinking switched off for a turn whose pending tool calls came without it, and input tokens
 counted without the cached share.
 
 Modules: ``request`` (client body -> canonical -> upstream body), ``response`` (messages and errors),
@@ -23,7 +23,13 @@ from streams.translation.anthropic_messages.response import (
     render_response,
 )
 from streams.translation.anthropic_messages.stream import StreamParser, StreamWriter
-from streams.translation.anthropic_messages.usage import body_usage, parse_usage, render_usage, usage_scanner
+from streams.translation.anthropic_messages.usage import (
+    body_usage,
+    parse_usage,
+    render_usage,
+    seal_body,
+    usage_scanner,
+)
 from streams.translation.codec import DialectCodec
 
 __all__ = [
@@ -58,4 +64,5 @@ CODEC = DialectCodec(
     body_usage=body_usage,
     usage_scanner=usage_scanner,
     rewrite_relayed=rewrite_relayed,
+    seal_relayed=seal_body,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from streams.translation.anthropic_messages.request import without_thinking_edits
+from streams.translation.common import SEALED_MARK, relayed_signature
 
 
 class _Msg(msgspec.Struct):
@@ -25,11 +26,13 @@ _blocks = msgspec.json.Decoder(list[_Block])
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
+_SIGNED = {"thinking": "signature", "redacted_thinking": "data"}  # block type -> its signed field
 _THINKING_BETAS = ("interleaved-thinking-", "effort-", "thinking-token-count-")
 
 
 def rewrite_relayed(top: dict[str, msgspec.Raw], *, supports_thinking: bool, ensure_usage: bool) -> None:
     """``ensure_usage`` does not apply: Anthropic streams always carry usage."""
+    _unseal(top)
     if "thinking" not in top and "output_config" not in top and "context_management" not in top:
         return
     if supports_thinking:
@@ -57,6 +60,38 @@ def rewrite_relayed(top: dict[str, msgspec.Raw], *, supports_thinking: bool, ens
                 top["context_management"] = msgspec.Raw(_encode(kept))
             else:
                 del top["context_management"]
+
+
+def _unseal(top: dict[str, msgspec.Raw]) -> None:
+    """Thinking blocks another dialect's model made reached this client sealed (``common.seal_signature``):
+    the one that made them gets its own signature back, any other model none of them."""
+    raw = top.get("messages")
+    if raw is None or SEALED_MARK not in bytes(raw):
+        return  # the common case: only this provider's own blocks, relayed untouched
+    msgs = _decode(raw)
+    model = _decode(top["model"])
+    if not isinstance(msgs, list) or not isinstance(model, str):
+        return
+    kept_msgs = []
+    for m in msgs:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):
+            kept = []
+            for b in content:
+                kind = b.get("type") if isinstance(b, dict) else None
+                key = _SIGNED.get(kind) if isinstance(kind, str) else None
+                value = b.get(key) if key else None
+                if isinstance(value, str):
+                    fit = relayed_signature(value, model)
+                    if fit is None:
+                        continue
+                    b = {**b, key: fit[0]}
+                kept.append(b)
+            if not kept:
+                continue  # a turn that was only another model's thinking
+            m = {**m, "content": kept}
+        kept_msgs.append(m)
+    top["messages"] = msgspec.Raw(_encode(kept_msgs))
 
 
 def _last_tool_turn_lacks_thinking(messages: msgspec.Raw | None) -> bool:

@@ -1,7 +1,8 @@
 """Anthropic Messages requests: the client's body -> canonical, canonical -> an upstream body.
 
-Thinking blocks are only sent to Anthropic when they came from an Anthropic client and carry a
-signature; anything else would be rejected as an invalid signature.
+Signed thinking blocks are only sent to the model that made them (``common.signature_fits``): an
+unsealed one came from this dialect's provider, a sealed one names its maker; any other would be
+rejected as an invalid signature.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from streams.translation.common import (
     number_field,
     optional_list,
     required_list,
+    signature_fits,
+    signed_part,
     string_field,
     user_for_upstream,
 )
@@ -103,9 +106,9 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
             elif kind == "tool_result":
                 results.append(parse_tool_result(b, bw, extra))
             elif kind == "thinking":
-                parts.append(ThinkingPart(b.get("thinking") or "", signature=b.get("signature") or None))
+                parts.append(signed_part(b.get("thinking") or "", b.get("signature") or None))
             elif kind == "redacted_thinking":
-                parts.append(ThinkingPart("", signature=string_field(b.get("data"), f"{bw}.data"), redacted=True))
+                parts.append(signed_part("", string_field(b.get("data"), f"{bw}.data"), redacted=True))
             else:
                 drop(extra, f"content block {kind!r} at {bw} has no equivalent and was dropped")
         # Canonical form: tool results live in their own ``tool`` message before the user's text.
@@ -181,7 +184,12 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
     return req
 
 
-def _render_messages(req: CanonicalRequest, keep_thinking: bool) -> list[dict[str, Any]]:
+def _keeps(p: Part, keep_thinking: bool, same: bool, upstream_model: str) -> bool:
+    """Signed thinking goes only to the model that made it (else Anthropic: "Invalid `signature`")."""
+    return keep_thinking and isinstance(p, ThinkingPart) and signature_fits(p.origin, same, upstream_model)
+
+
+def _render_messages(req: CanonicalRequest, keep_thinking: bool, upstream_model: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     same = req.dialect == DIALECT
     for m in req.messages:
@@ -193,7 +201,8 @@ def _render_messages(req: CanonicalRequest, keep_thinking: bool) -> list[dict[st
                 continue
             role, blocks = "user", texts  # other dialects' mid-conversation instructions become user text
         else:
-            blocks = [b for b in (render_part(p, keep_thinking) for p in m.parts) if b is not None]
+            rendered = (render_part(p, _keeps(p, keep_thinking, same, upstream_model)) for p in m.parts)
+            blocks = [b for b in rendered if b is not None]
             role = "user" if role == "tool" else role
         if not blocks:
             continue
@@ -234,7 +243,7 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
     body["model"] = upstream_model
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     body["max_tokens"] = max_tokens
-    messages = _render_messages(req, keep_thinking=supports_thinking and same)
+    messages = _render_messages(req, supports_thinking, upstream_model)
     if req.system:
         body["system"] = [{"type": "text", "text": p.text} for p in req.system if p.text]
     body["messages"] = messages
@@ -308,7 +317,30 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
     user = user_for_upstream(req, DIALECT)
     if user is not None:
         body["metadata"] = {"user_id": user}
+    add_cache_breakpoints(body)
     return body
+
+
+_EPHEMERAL: Final = {"type": "ephemeral"}
+_UNCACHEABLE = ("thinking", "redacted_thinking")
+
+
+def add_cache_breakpoints(body: dict[str, Any]) -> None:
+    """Anthropic caches only up to ``cache_control`` breakpoints, which a translated request (or one
+    rebuilt from canonical) has none of: mark the end of the tools, of the system prompt and of the
+    conversation so far, so each turn reads the previous turn's prefix (3 of the 4 allowed)."""
+    if body.get("tools"):
+        body["tools"][-1] = {**body["tools"][-1], "cache_control": _EPHEMERAL}
+    if body.get("system"):
+        body["system"][-1] = {**body["system"][-1], "cache_control": _EPHEMERAL}
+    for m in reversed(body["messages"]):
+        content = m["content"]
+        if not isinstance(content, list):
+            continue
+        for i in range(len(content) - 1, -1, -1):
+            if content[i].get("type") not in _UNCACHEABLE:  # thinking blocks cannot carry a breakpoint
+                content[i] = {**content[i], "cache_control": _EPHEMERAL}
+                return
 
 
 def without_thinking_edits(cm: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from streams.translation.canonical import (
     Tool,
     ToolCallPart,
 )
-from streams.translation.common import new_id, response_list
+from streams.translation.common import new_id, response_list, sealed_part
 
 _encode = msgspec.json.encode
 
@@ -91,7 +91,9 @@ def render_response(
     keep_signatures: bool = True,
     client_tools: dict[str, Tool] | None = None,  # Anthropic has no tool namespaces or custom tools
 ) -> dict[str, Any]:
-    content = [b for b in (render_part(p, keep_signatures) for p in resp.parts) if b is not None]
+    # Another provider's signed reasoning is sealed with its maker, so it only ever goes back to it.
+    parts = [sealed_part(p, resp.model) if isinstance(p, ThinkingPart) else p for p in resp.parts]
+    content = [b for b in (render_part(p, keep_signatures) for p in parts) if b is not None]
     stop = STOP_OUT.get(resp.stop_reason, resp.stop_reason)
     return {
         "id": message_id(resp.id),

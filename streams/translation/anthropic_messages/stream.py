@@ -30,7 +30,7 @@ from streams.translation.canonical import (
     ToolCallStart,
     Usage,
 )
-from streams.translation.common import decode_event, new_id, stream_cut
+from streams.translation.common import decode_event, new_id, seal_signature, stream_cut
 
 _encode = msgspec.json.encode
 
@@ -132,11 +132,13 @@ class StreamWriter:
         model: str,
         *,
         include_usage: bool = False,
-        keep_signatures: bool = False,
+        keep_signatures: bool = True,
         client_tools: dict[str, Tool] | None = None,
     ) -> None:
         self.model = model
         self.keep_signatures = keep_signatures
+        self._origin = ""  # the model the upstream says answered (StreamStart)
+        self._pending: dict[int, str] = {}  # thinking text waiting for its signature
         self._started = False
         self._done = False
         self._blocks: dict[int, int] = {}  # canonical index -> block index
@@ -183,6 +185,7 @@ class StreamWriter:
         if self._done:
             return b""
         if isinstance(ev, StreamStart):
+            self._origin = ev.model or self._origin
             return b"" if self._started else self._start(ev.id)
         if isinstance(ev, StreamError):
             self._done = True
@@ -203,6 +206,8 @@ class StreamWriter:
         if isinstance(ev, ThinkingDelta):
             return head + self._thinking(ev)
         if isinstance(ev, PartEnd):
+            if self._pending.pop(ev.index, None) is not None:
+                self._dropped.add(ev.index)  # thinking that never got a signature
             return head + (self._close() if ev.index == self._open else b"")
         if isinstance(ev, StreamEnd):
             self._done = True
@@ -218,18 +223,26 @@ class StreamWriter:
         return head
 
     def _thinking(self, ev: ThinkingDelta) -> bytes:
-        # Reasoning from another provider has no valid signature: Claude Code would send it back and
-        # Anthropic would reject the turn, so it is not relayed.
+        # Another provider's reasoning goes to the client only signed (sealed with its maker, so it
+        # goes back to that model alone): Claude Code sends thinking blocks back, and an unsigned one
+        # would be rejected. The text waits for the signature, which comes at the block's end.
         if not self.keep_signatures or ev.index in self._dropped:
             self._dropped.add(ev.index)
             return b""
-        out = b""
+        origin = self._origin or self.model
         if ev.index not in self._blocks:
             if ev.redacted:
-                return self._open_block(ev.index, {"type": "redacted_thinking", "data": ev.signature or ""})
+                data = seal_signature(ev.signature, origin, ev.id) if ev.signature else ""
+                return self._open_block(ev.index, {"type": "redacted_thinking", "data": data})
+            if not ev.signature:
+                self._pending[ev.index] = self._pending.get(ev.index, "") + ev.text
+                return b""
+            text = self._pending.pop(ev.index, "") + ev.text
             out = self._open_block(ev.index, {"type": "thinking", "thinking": "", "signature": ""})
-        if ev.text:
-            out += self._delta(ev.index, {"type": "thinking_delta", "thinking": ev.text})
+        else:
+            text, out = ev.text, b""
+        if text:
+            out += self._delta(ev.index, {"type": "thinking_delta", "thinking": text})
         if ev.signature and not ev.redacted:
-            out += self._delta(ev.index, {"type": "signature_delta", "signature": ev.signature})
+            out += self._delta(ev.index, {"type": "signature_delta", "signature": seal_signature(ev.signature, origin, ev.id)})
         return out

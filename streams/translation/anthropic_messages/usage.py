@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from streams.translation.canonical import Usage
-from streams.translation.common import WireError, as_struct
+from streams.translation.common import WireError, as_struct, seal_signature
 from streams.translation.scanner import UsageScanner, body_usage_with
 
 
@@ -26,6 +26,7 @@ class WireUsage(msgspec.Struct):
 
 class _Message(msgspec.Struct):
     usage: WireUsage | None = None
+    model: str | None = None
 
 
 class _Event(msgspec.Struct):
@@ -91,6 +92,10 @@ def _read_event(data: bytes, scanner: UsageScanner) -> bool:
     ev = _event.decode(data)
     if ev.type == "message_stop":
         scanner.finished = True
+    if ev.type == "message_start" and ev.message and ev.message.model:
+        scanner.origin = ev.message.model
+    if ev.type in ("content_block_start", "content_block_delta") and scanner.origin:
+        scanner.replacement = seal_event(data, scanner.origin)
     if ev.type == "message_start" and ev.message and ev.message.usage:
         merge_usage(ev.message.usage, scanner.usage)
     elif ev.usage:
@@ -101,5 +106,50 @@ def _read_event(data: bytes, scanner: UsageScanner) -> bool:
 
 
 def usage_scanner(*, drop_usage_chunk: bool = False) -> UsageScanner:
-    """``drop_usage_chunk`` does not apply: Anthropic streams have no separate usage chunk."""
-    return UsageScanner(_read_event)
+    """``drop_usage_chunk`` does not apply: Anthropic streams have no separate usage chunk. Events
+    with a signature are read too, to seal it (``seal_event``)."""
+    return UsageScanner(_read_event, markers=_SIGNED_MARKERS)
+
+
+# Signed thinking relayed to an Anthropic client is sealed with the model that made it, as on a
+# translated route: a signature is bound to its model, and a later turn the router sends to another
+# model must go without it (``relay.rewrite_relayed`` unseals or drops it).
+_SIGNED_MARKERS = (b"signature_delta", b"redacted_thinking")
+_SIGNED_FIELD = {"thinking": "signature", "redacted_thinking": "data", "signature_delta": "signature"}
+
+
+def _seal_block(block: Any, origin: str) -> bool:
+    if not isinstance(block, dict):
+        return False
+    kind = block.get("type")
+    key = _SIGNED_FIELD.get(kind) if isinstance(kind, str) else None
+    value = block.get(key) if key else None
+    if not isinstance(value, str) or not value or value.startswith("wr1."):
+        return False
+    block[key] = seal_signature(value, origin)
+    return True
+
+
+def seal_event(data: bytes, origin: str) -> bytes | None:
+    """A content_block_start/delta event with its signature sealed; None when it has none."""
+    if not any(m in data for m in _SIGNED_MARKERS):
+        return None
+    ev = msgspec.json.decode(data)
+    if not isinstance(ev, dict):
+        return None
+    sealed = _seal_block(ev.get("delta"), origin) or _seal_block(ev.get("content_block"), origin)
+    return msgspec.json.encode(ev) if sealed else None
+
+
+def seal_body(data: bytes) -> bytes:
+    """A whole relayed message with its thinking signatures sealed (the body as it was otherwise)."""
+    if b'"signature"' not in data and b"redacted_thinking" not in data:
+        return data
+    try:
+        body = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(body.get("content"), list):
+        return data
+    sealed = [_seal_block(b, body["model"]) for b in body["content"]]
+    return msgspec.json.encode(body) if any(sealed) else data

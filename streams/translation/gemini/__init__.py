@@ -19,7 +19,7 @@ from streams.translation.gemini.relay import rewrite_relayed
 from streams.translation.gemini.request import DIALECT, parse_request, render_request
 from streams.translation.gemini.response import parse_response, render_error, render_response, status_name
 from streams.translation.gemini.stream import StreamParser, StreamWriter
-from streams.translation.gemini.usage import body_usage, parse_usage, render_usage, usage_scanner
+from streams.translation.gemini.usage import body_usage, parse_usage, render_usage, seal_body, usage_scanner
 
 __all__ = [
     "CODEC",
@@ -51,4 +51,5 @@ CODEC = DialectCodec(
     body_usage=body_usage,
     usage_scanner=usage_scanner,
     rewrite_relayed=rewrite_relayed,
+    seal_relayed=seal_body,
 )

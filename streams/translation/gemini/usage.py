@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 
 from streams.translation.canonical import Usage
-from streams.translation.common import as_struct
+from streams.translation.common import as_struct, seal_signature
+from streams.translation.gemini.parts import SYNTHETIC_THOUGHT_SIGNATURE
 from streams.translation.scanner import UsageScanner, body_usage_with
 
 
@@ -48,6 +49,7 @@ class _Chunk(msgspec.Struct):
     candidates: list[_Candidate] | None = None
     promptFeedback: _PromptFeedback | None = None
     error: WireStatus | None = None
+    modelVersion: str | None = None
 
 
 _chunk = msgspec.json.Decoder(_Chunk)
@@ -97,9 +99,50 @@ def _read_event(data: bytes, scanner: UsageScanner) -> bool:
         scanner.usage = usage_of(chunk.usageMetadata)  # each chunk's counts are the running totals
     if any(c.finishReason for c in chunk.candidates or ()) or (chunk.promptFeedback and chunk.promptFeedback.blockReason):
         scanner.finished = True  # no end marker: the last chunk has a finishReason (or says the prompt was blocked)
+    if chunk.modelVersion and not scanner.origin:
+        scanner.origin = chunk.modelVersion
+    if scanner.origin and _SIGNED in data:
+        body = msgspec.json.decode(data)
+        if _seal_candidates(body, scanner.origin):
+            scanner.replacement = msgspec.json.encode(body)
     return False
 
 
 def usage_scanner(*, drop_usage_chunk: bool = False) -> UsageScanner:
-    """``drop_usage_chunk`` does not apply: Gemini streams have no separate usage chunk."""
-    return UsageScanner(_read_event)
+    """``drop_usage_chunk`` does not apply: Gemini streams have no separate usage chunk. Chunks with
+    a thought signature are sealed (``seal_body``)."""
+    return UsageScanner(_read_event, markers=(_SIGNED,))
+
+
+# A thought signature relayed to a Gemini client is sealed with the model that made it: Gemini
+# answers "Corrupted thought signature." to another model's (``relay.rewrite_relayed`` unseals it
+# for its model, and puts the marker Gemini accepts on a call that lost its signature).
+_SIGNED = b"thoughtSignature"
+
+
+def _seal_candidates(body: Any, origin: str) -> bool:
+    sealed = False
+    candidates = body.get("candidates") if isinstance(body, dict) else None
+    for cand in candidates if isinstance(candidates, list) else ():
+        content = cand.get("content") if isinstance(cand, dict) else None
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            value = part.get("thoughtSignature") if isinstance(part, dict) else None
+            if isinstance(value, str) and value and value != SYNTHETIC_THOUGHT_SIGNATURE and not value.startswith("wr1."):
+                part["thoughtSignature"] = seal_signature(value, origin)
+                sealed = True
+    return sealed
+
+
+def seal_body(data: bytes) -> bytes:
+    """A whole relayed response with its thought signatures sealed (else the bytes as they were)."""
+    if _SIGNED not in data:
+        return data
+    try:
+        body = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return data
+    origin = body.get("modelVersion") if isinstance(body, dict) else None
+    if not isinstance(origin, str) or not origin or not _seal_candidates(body, origin):
+        return data
+    return msgspec.json.encode(body)

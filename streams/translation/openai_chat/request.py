@@ -33,6 +33,8 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
+    openai_cache_key,
+    openai_effort,
     optional_list,
     parse_metadata_and_user,
     parse_response_format,
@@ -298,6 +300,7 @@ def render_tool_choice(tc: ToolChoice | None) -> Any:
 
 def render_request(req: CanonicalRequest, upstream_model: str, *, supports_thinking: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = extra_fields(req, DIALECT)
+    openai_cache_key(req, body)
     body["model"] = upstream_model
     body["messages"] = render_messages(req, keep_reasoning=req.dialect == DIALECT and supports_thinking)
     if req.tools:
@@ -326,7 +329,7 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         body.pop("stream_options", None)
     if supports_thinking and req.thinking is not None:
         if req.thinking.enabled:
-            body["reasoning_effort"] = req.thinking.effort or effort_from_budget(req.thinking.budget_tokens)
+            body["reasoning_effort"] = openai_effort(req.thinking.effort or effort_from_budget(req.thinking.budget_tokens))
         elif req.dialect == DIALECT and req.thinking.effort:
             body["reasoning_effort"] = req.thinking.effort
     rf = req.response_format

@@ -19,7 +19,13 @@ from streams.translation.openai_responses.relay import rewrite_relayed
 from streams.translation.openai_responses.request import DIALECT, client_tools, parse_request, render_request
 from streams.translation.openai_responses.response import parse_response, render_error, render_response
 from streams.translation.openai_responses.stream import StreamParser, StreamWriter
-from streams.translation.openai_responses.usage import body_usage, parse_usage, render_usage, usage_scanner
+from streams.translation.openai_responses.usage import (
+    body_usage,
+    parse_usage,
+    render_usage,
+    seal_body,
+    usage_scanner,
+)
 
 __all__ = [
     "CODEC",
@@ -51,4 +57,5 @@ CODEC = DialectCodec(
     body_usage=body_usage,
     usage_scanner=usage_scanner,
     rewrite_relayed=rewrite_relayed,
+    seal_relayed=seal_body,
 )

@@ -38,9 +38,13 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
+    openai_cache_key,
+    openai_effort,
     optional_list,
     parse_metadata_and_user,
     parse_response_format,
+    signature_fits,
+    signed_part,
     split_data_url,
     string_field,
     user_for_upstream,
@@ -212,9 +216,7 @@ def parse_request(body: dict[str, Any]) -> CanonicalRequest:
             summary = "\n\n".join(_texts(it.get("summary")))
             if not summary:
                 summary = "".join(_texts(it.get("content")))
-            _assistant(req).parts.append(
-                ThinkingPart(summary, signature=it.get("encrypted_content") or None, id=it.get("id"))
-            )
+            _assistant(req).parts.append(signed_part(summary, it.get("encrypted_content") or None, item_id=it.get("id")))
         else:
             drop(extra, f"input item type {kind!r} at {where} has no equivalent and was dropped")
 
@@ -274,7 +276,7 @@ def _input_part(p: Part) -> dict[str, Any]:
     raise TypeError(type(p))
 
 
-def _render_input(req: CanonicalRequest, keep_reasoning: bool) -> list[dict[str, Any]]:
+def _render_input(req: CanonicalRequest, keep_reasoning: bool, upstream_model: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     custom = custom_names(req.tools)
     custom_ids = {p.id for m in req.messages for p in m.parts if isinstance(p, ToolCallPart) and p.name in custom}
@@ -311,7 +313,11 @@ def _render_input(req: CanonicalRequest, keep_reasoning: bool) -> list[dict[str,
                     )
                 elif isinstance(p, ToolCallPart):
                     out.append({"type": "function_call", "call_id": p.id, "name": p.name, "arguments": p.arguments})
-                elif isinstance(p, ThinkingPart) and keep_reasoning and p.signature and p.id:
+                elif (
+                    isinstance(p, ThinkingPart) and keep_reasoning and p.signature and p.id
+                    # encrypted reasoning only goes back to the model that made it
+                    and signature_fits(p.origin, req.dialect == DIALECT, upstream_model)
+                ):
                     summary = [{"type": "summary_text", "text": p.text}] if p.text else []
                     out.append({"type": "reasoning", "id": p.id, "summary": summary, "encrypted_content": p.signature})
             if texts:
@@ -333,12 +339,13 @@ def _render_result(p: ToolResultPart, custom_ids: set[str]) -> dict[str, Any]:
 def render_request(req: CanonicalRequest, upstream_model: str, *, supports_thinking: bool = True) -> dict[str, Any]:
     same = req.dialect == DIALECT
     body: dict[str, Any] = extra_fields(req, DIALECT)
+    openai_cache_key(req, body)
     hosted = body.pop("hosted_tools", None)
     reasoning: dict[str, Any] = dict(body.pop("reasoning", None) or {})
     text: dict[str, Any] = dict(body.pop("text", None) or {})
     raw_choice = body.pop("tool_choice", None)
     body["model"] = upstream_model
-    body["input"] = _render_input(req, keep_reasoning=same and supports_thinking)
+    body["input"] = _render_input(req, supports_thinking, upstream_model)
     if not same:
         body["store"] = False  # a translated conversation is always sent in full
     tools = [_render_tool(t) for t in req.tools]
@@ -363,9 +370,14 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         body["stream"] = True
     th = req.thinking
     if supports_thinking and th is not None and (th.enabled or (same and th.effort)):
-        reasoning["effort"] = th.effort or effort_from_budget(th.budget_tokens)
+        reasoning["effort"] = openai_effort(th.effort or effort_from_budget(th.budget_tokens))
         if not same:
             reasoning.setdefault("summary", "auto")
+            # The reasoning comes back encrypted, which lets it go back to this model next turn
+            # (the gateway keeps no conversation state of its own for it).
+            include = body.setdefault("include", [])
+            if "reasoning.encrypted_content" not in include:
+                include.append("reasoning.encrypted_content")
     if supports_thinking and reasoning:
         body["reasoning"] = reasoning
     rf = req.response_format

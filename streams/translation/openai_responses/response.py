@@ -15,7 +15,7 @@ from streams.translation.canonical import (
     ToolCallPart,
     Usage,
 )
-from streams.translation.common import new_id, render_openai_error, response_list
+from streams.translation.common import new_id, render_openai_error, response_list, seal_signature
 from streams.translation.custom_tools import unwrap_input, wrap_input
 from streams.translation.openai_responses.usage import parse_usage, render_usage
 
@@ -98,7 +98,7 @@ def status_for(stop: StopReason) -> tuple[str, dict[str, Any] | None]:
 
 
 def render_response(
-    resp: CanonicalResponse, *, model: str, keep_signatures: bool = False, client_tools: dict[str, Tool] | None = None
+    resp: CanonicalResponse, *, model: str, keep_signatures: bool = True, client_tools: dict[str, Tool] | None = None
 ) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     for p in resp.parts:
@@ -107,7 +107,9 @@ def render_response(
         elif isinstance(p, ToolCallPart):
             output.append(call_item(p.id, p.name, p.arguments, "completed", client_tools))
         elif isinstance(p, ThinkingPart) and keep_signatures and p.signature:
-            output.append(reasoning_item(p.id or new_id("rs_"), p.text, p.signature))
+            # sealed with its maker: a store:false client sends it back, and only that model gets it
+            sealed = seal_signature(p.signature, resp.model, p.id)
+            output.append(reasoning_item(new_id("rs_"), p.text, sealed))
     rid = resp.id if resp.id.startswith("resp_") else new_id("resp_")
     status, incomplete = status_for(resp.stop_reason)
     obj = response_object(rid, model, status, output, resp.usage, int(time.time()))

@@ -20,7 +20,7 @@ from streams.translation.canonical import (
     ToolCallStart,
     Usage,
 )
-from streams.translation.common import decode_event, new_id, openai_error_type, stream_cut
+from streams.translation.common import decode_event, new_id, openai_error_type, seal_signature, stream_cut
 from streams.translation.custom_tools import INPUT_CLOSE, INPUT_OPEN, InputStream, input_fragment, unwrap_input
 from streams.translation.openai_responses.response import (
     call_item,
@@ -164,7 +164,7 @@ class StreamParser:
         elif kind == "reasoning":
             idx = self._idx((oi, -1))
             if item.get("encrypted_content"):
-                out.append(ThinkingDelta(idx, "", signature=item["encrypted_content"]))
+                out.append(ThinkingDelta(idx, "", signature=item["encrypted_content"], id=item.get("id")))
             out.append(PartEnd(idx))
         elif kind == "message":
             for ci, c in enumerate(item.get("content") or []):
@@ -191,12 +191,14 @@ class StreamWriter:
         model: str,
         *,
         include_usage: bool = False,
-        keep_signatures: bool = False,
+        keep_signatures: bool = True,
         client_tools: dict[str, Tool] | None = None,
     ) -> None:
         self.model = model
-        self.keep_signatures = keep_signatures
+        self.keep_signatures = keep_signatures  # signed reasoning is relayed sealed with its maker
         self.client_tools = client_tools
+        self._origin = ""  # the model the upstream says answered (StreamStart)
+        self._pending: dict[int, str] = {}  # reasoning text waiting for its signature
         self._seq = 0
         self._id = new_id("resp_")
         self._created = int(time.time())
@@ -252,6 +254,8 @@ class StreamWriter:
         if isinstance(ev, ThinkingDelta):
             return head + self._thinking(ev)
         if isinstance(ev, PartEnd):
+            if self._pending.pop(ev.index, None) is not None:
+                self._dropped.add(ev.index)  # reasoning that never got a signature
             return head + self._finish_item(ev.index)
         if isinstance(ev, StreamEnd):
             self._done = True
@@ -272,7 +276,9 @@ class StreamWriter:
             resp = response_object(self._id, self.model, "failed", output, None, self._created)
             resp["error"] = {"code": "server_error" if ev.status >= 500 else code, "message": ev.message}
             return out + self._ev("response.failed", {"response": resp})
-        return head  # StreamStart
+        if isinstance(ev, StreamStart) and ev.model:
+            self._origin = ev.model
+        return head
 
     def _text(self, ev: TextDelta) -> bytes:
         out = b""
@@ -288,20 +294,29 @@ class StreamWriter:
         return out + self._ev("response.output_text.delta", payload)
 
     def _thinking(self, ev: ThinkingDelta) -> bytes:
-        # Reasoning without OpenAI's encrypted_content cannot be sent back by a store:false client.
+        # Reasoning without a signature cannot be sent back by a store:false client (OpenAI answers
+        # "item not found"), so an item is only made once its signature came; the text waits till then.
         if not self.keep_signatures or ev.redacted or ev.index in self._dropped:
             self._dropped.add(ev.index)
             return b""
-        out = b""
         st = self._items.get(ev.index)
         if st is None:
+            if not ev.signature:
+                self._pending[ev.index] = self._pending.get(ev.index, "") + ev.text
+                return b""
+            text = self._pending.pop(ev.index, "") + ev.text
             out, oi = self._add(ev.index, {"type": "reasoning", "id": new_id("rs_"), "summary": []})
             st = self._items[ev.index]
-            st.append(None)  # signature slot
+            st.append(seal_signature(ev.signature, self._origin or self.model))  # signature slot
             st.append(False)  # summary part opened
+            return out + self._summary(st, text)
         if ev.signature:
-            st[4] = ev.signature
-        if ev.text:
+            st[4] = seal_signature(ev.signature, self._origin or self.model)
+        return self._summary(st, ev.text)
+
+    def _summary(self, st: list[Any], text: str) -> bytes:
+        out = b""
+        if text:
             if not st[5]:
                 st[5] = True
                 out += self._ev(
@@ -313,10 +328,10 @@ class StreamWriter:
                         "part": {"type": "summary_text", "text": ""},
                     },
                 )
-            st[2] += ev.text
+            st[2] += text
             out += self._ev(
                 "response.reasoning_summary_text.delta",
-                {"item_id": st[1]["id"], "output_index": st[0], "summary_index": 0, "delta": ev.text},
+                {"item_id": st[1]["id"], "output_index": st[0], "summary_index": 0, "delta": text},
             )
         return out
 
