@@ -120,18 +120,6 @@ def extra_fields(req: CanonicalRequest, dialect: str) -> dict[str, Any]:
     return {k: v for k, v in req.extra.items() if k != "dropped"}
 
 
-_OPENAI_DIALECTS = frozenset({"openai_chat", "openai_responses"})
-
-
-def openai_cache_key(req: CanonicalRequest, dialect: str) -> str | None:
-    """The client's ``prompt_cache_key`` for the *other* OpenAI dialect (both APIs take it; the same
-    dialect relays it among its own fields): without it a translated turn misses the prompt cache."""
-    if req.dialect == dialect or req.dialect not in _OPENAI_DIALECTS or not req.extra:
-        return None
-    key = req.extra.get("prompt_cache_key")
-    return key if isinstance(key, str) and key else None
-
-
 def user_for_upstream(req: CanonicalRequest, dialect: str) -> str | None:
     if req.user is None:
         return None

@@ -33,7 +33,6 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
-    openai_cache_key,
     optional_list,
     parse_metadata_and_user,
     parse_response_format,
@@ -343,9 +342,6 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         body["response_format"] = {"type": "text"}
     if req.metadata and req.dialect == DIALECT:  # OpenAI rejects metadata unless store is on
         body["metadata"] = req.metadata
-    cache_key = openai_cache_key(req, DIALECT)
-    if cache_key is not None:
-        body["prompt_cache_key"] = cache_key
     user = user_for_upstream(req, DIALECT)
     if user is not None:
         body["user"] = user

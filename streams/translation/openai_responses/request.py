@@ -38,7 +38,6 @@ from streams.translation.common import (
     int_field,
     new_request,
     number_field,
-    openai_cache_key,
     optional_list,
     parse_metadata_and_user,
     parse_response_format,
@@ -381,9 +380,6 @@ def render_request(req: CanonicalRequest, upstream_model: str, *, supports_think
         body["text"] = text
     if req.metadata:
         body["metadata"] = req.metadata
-    cache_key = openai_cache_key(req, DIALECT)
-    if cache_key is not None:
-        body["prompt_cache_key"] = cache_key
     user = user_for_upstream(req, DIALECT)
     if user is not None:
         body["user"] = user
