@@ -95,3 +95,13 @@ class OpenAPISpec:
         if name is None:
             return "ResponseStreamEvent", [f"$.type: {kind!r} is no ResponseStreamEvent type"]
         return name, self.errors(name, event)
+
+
+def official_spec() -> OpenAPISpec:
+    """The spec in ``shared/reference`` (CI lays shared/ beside the checkout): missing is a failure,
+    not a skip, so a run without it cannot pass unchecked."""
+    from tests.conftest import shared_dir
+
+    path = shared_dir() / "reference" / "openai-openapi.json"
+    assert path.is_file(), f"{path} is missing: the conformance checks need the official OpenAI spec there"
+    return OpenAPISpec(path)

@@ -25,8 +25,7 @@ import httpx
 import pytest
 from _gateway_harness import ALL_DIALECTS, MODEL_FOR, Stack, make_settings, running_stack, sse_frames
 
-from tests._openapi import OpenAPISpec
-from tests.conftest import shared_dir
+from tests._openapi import OpenAPISpec, official_spec
 
 CLIENTS = ("openai_chat", "openai_responses")
 PATH = {"openai_chat": "/v1/chat/completions", "openai_responses": "/v1/responses"}
@@ -81,9 +80,7 @@ class Tally:
 
 @pytest.fixture(scope="module")
 def spec() -> OpenAPISpec:
-    path = shared_dir() / "reference" / "openai-openapi.json"
-    assert path.is_file(), f"{path} is missing: the conformance suite needs the official spec there"
-    return OpenAPISpec(path)
+    return official_spec()
 
 
 @pytest.fixture(scope="module")
