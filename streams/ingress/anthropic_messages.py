@@ -3,6 +3,8 @@ also ``?beta=true``) and ``/v1/messages/count_tokens``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from streams.config import ModelSettings
@@ -10,6 +12,7 @@ from streams.ingress.admission import BYTES_PER_TOKEN
 from streams.ingress.context import client_key
 from streams.ingress.core import ServingCore
 from streams.ingress.errors import BadRequest, load_json_object, read_request_body, send_error
+from streams.ingress.exchange import Exchange
 from streams.ingress.gateway import Gateway
 from streams.ingress.http import (
     JSON_HEADERS,
@@ -22,7 +25,7 @@ from streams.ingress.http import (
 )
 from streams.ingress.validation import request_problem
 from streams.translation import registry
-from streams.translation.anthropic_messages import rewrite_anthropic_beta
+from streams.translation.anthropic_messages import StreamWriter, rewrite_anthropic_beta
 from streams.translation.canonical import TranslationError
 
 DIALECT = "anthropic_messages"
@@ -30,6 +33,14 @@ DIALECT = "anthropic_messages"
 
 class AnthropicMessagesCore(ServingCore):
     dialect = DIALECT
+
+    def stream_writer(self, ex: Exchange) -> Any:
+        """A translated stream's message_start reports the prompt's size, as Anthropic's does (Claude
+        Code reads it as the context in use): the provider's count when its stream starts with one
+        (Gemini), else the body-size estimate admission uses; message_delta gives the final count."""
+        model = ex.model.name if ex.model else ex.decision.model if ex.decision else ""
+        return StreamWriter(model, include_usage=self.client_wants_usage(ex.body),
+                            input_tokens=max(1, len(ex.raw) // BYTES_PER_TOKEN), **self.render_options(ex))
 
     def rewrite_headers(self, headers: dict[str, str], model: ModelSettings) -> None:
         # Claude Code sends betas tuned to the model it asked for (interleaved thinking, 1M context...);

@@ -192,6 +192,8 @@ class StreamStart:
     id: str
     model: str
     kind: Literal["start"] = "start"
+    # The prompt's usage when the provider reports it at the start (Anthropic, Gemini), else None.
+    usage: Usage | None = None
 
 
 @dataclass(slots=True)

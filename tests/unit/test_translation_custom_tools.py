@@ -4,7 +4,6 @@ string, the calls coming back as ``custom_tool_call`` items (whole and streamed)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -19,8 +18,8 @@ from streams.translation.canonical import CanonicalResponse, TextPart, ToolCallP
 from streams.translation.custom_tools import MAX_GRAMMAR_CHARS, InputStream, unwrap_input, wrap_input
 from streams.translation.registry import get
 from streams.translation.sse import SSEDecoder
+from tests._openapi import OpenAPISpec, official_spec
 
-SPEC = Path("/work/shared/reference/openai-openapi.json")
 GRAMMAR = 'start: begin_patch hunk+ end_patch\nbegin_patch: "*** Begin Patch" LF\n'
 APPLY_PATCH = {
     "type": "custom",
@@ -35,6 +34,11 @@ EXEC = {
 }
 # Quotes, backslashes, a tab, non-ASCII and a character outside the BMP: everything JSON escapes.
 PATCH = '*** Begin Patch\n*** Update File: hello.py\n@@\n-print("hi")\n+print("bye \\ \té 🎉")\n*** End Patch\n'
+
+
+@pytest.fixture(scope="module")
+def spec() -> OpenAPISpec:
+    return official_spec()
 
 
 def codex_body(**extra: Any) -> dict[str, Any]:
@@ -177,14 +181,14 @@ def _answer(arguments: str) -> CanonicalResponse:
     )
 
 
-def test_whole_answer_returns_a_custom_tool_call_with_the_raw_input() -> None:
+def test_whole_answer_returns_a_custom_tool_call_with_the_raw_input(spec: OpenAPISpec) -> None:
     tools = rs.client_tools(rs.parse_request(codex_body()))
     out = rs.render_response(_answer(json.dumps({"input": PATCH})), model="router/auto", client_tools=tools)["output"]
     assert [i["type"] for i in out] == ["message", "custom_tool_call", "function_call"]
     custom = out[1]
     assert custom["input"] == PATCH and custom["call_id"] == "toolu_1" and custom["name"] == "apply_patch"
     assert custom["id"].startswith("ctc_") and custom["status"] == "completed" and "arguments" not in custom
-    _check_spec("CustomToolCallResource", custom)
+    assert spec.errors("CustomToolCallResource", custom) == []
 
 
 @pytest.mark.parametrize(
@@ -247,7 +251,7 @@ def _events(body: bytes) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 10_000])
-def test_streamed_call_of_the_function_form_streams_a_custom_tool_call(chunk: int) -> None:
+def test_streamed_call_of_the_function_form_streams_a_custom_tool_call(spec: OpenAPISpec, chunk: int) -> None:
     tools = rs.client_tools(rs.parse_request(codex_body()))
     body = _translate("anthropic_messages", _anthropic_stream(json.dumps({"input": PATCH}), chunk), client_tools=tools)
     events = _events(body)
@@ -264,8 +268,8 @@ def test_streamed_call_of_the_function_form_streams_a_custom_tool_call(chunk: in
         (deltas[0], "ResponseCustomToolCallInputDeltaEvent"),
         (done, "ResponseCustomToolCallInputDoneEvent"),
     ):
-        _check_spec(schema, e)
-    _check_spec("CustomToolCallResource", item)
+        assert spec.stream_event_errors(e) == (schema, [])
+    assert spec.errors("CustomToolCallResource", item) == []
     # What the official SDK reassembles from the stream:
     final = _sdk_final(body)
     (call,) = [i for i in final.output if i.type == "custom_tool_call"]
@@ -331,30 +335,6 @@ def test_input_stream_gives_nothing_for_other_shapes() -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _check_spec(schema: str, payload: dict[str, Any]) -> None:
-    """The official spec's required fields and ``type`` enum (allOf parts merged)."""
-    if not SPEC.is_file():
-        pytest.skip(f"{SPEC} not present")
-    schemas = json.loads(SPEC.read_text())["components"]["schemas"]
-    required: set[str] = set()
-    props: dict[str, Any] = {}
-    pending = [schemas[schema]]
-    while pending:
-        s = pending.pop()
-        if "$ref" in s:
-            pending.append(schemas[s["$ref"].rsplit("/", 1)[1]])
-            continue
-        pending.extend(s.get("allOf", []))
-        required |= set(s.get("required", []))
-        props.update(s.get("properties", {}))
-    assert required <= payload.keys(), (schema, required - payload.keys())
-    assert payload["type"] in props["type"]["enum"]
-    for key in required - {"type"}:
-        kind = props.get(key, {}).get("type")
-        if kind in ("string", "integer"):
-            assert isinstance(payload[key], str if kind == "string" else int), (schema, key)
-
-
 def _sdk_final(body: bytes) -> Any:
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)

@@ -120,7 +120,7 @@ def usage(body: dict[str, Any], raw: bytes, plan: Plan, cache: PromptCache) -> U
 def usage_json(u: Usage) -> dict[str, Any]:
     return {
         "input_tokens": u.input_tokens,
-        "input_tokens_details": {"cached_tokens": u.cache_read},
+        "input_tokens_details": {"cached_tokens": u.cache_read, "cache_write_tokens": u.cache_write},
         "output_tokens": u.output_tokens,
         "output_tokens_details": {"reasoning_tokens": u.reasoning},
         "total_tokens": u.input_tokens + u.output_tokens,
@@ -136,7 +136,9 @@ def _response(
     output: list[dict[str, Any]],
     u: Usage | None,
 ) -> dict[str, Any]:
-    return {
+    # Spec-valid as the official OpenAPI spec types it: no ``usage``/``user`` null (usage is left out
+    # until known), function tools echoed with their defaults filled in.
+    obj: dict[str, Any] = {
         "id": rid,
         "object": "response",
         "created_at": created,
@@ -157,13 +159,22 @@ def _response(
         "temperature": body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [],
+        "tools": [_echo_tool(t) for t in body.get("tools") or []],
         "top_p": body.get("top_p", 1.0),
         "truncation": "disabled",
-        "usage": usage_json(u) if u is not None else None,
-        "user": None,
         "metadata": body.get("metadata") or {},
     }
+    if u is not None:
+        obj["usage"] = usage_json(u)
+    return obj
+
+
+def _echo_tool(tool: Any) -> Any:
+    """A tool as the response echoes it: a function tool with ``strict`` (the Responses API's default:
+    true) and ``parameters`` always present."""
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        return {**tool, "strict": tool.get("strict", True), "parameters": tool.get("parameters")}
+    return tool
 
 
 def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:

@@ -93,7 +93,8 @@ class StreamParser:
         if kind == "message_start":
             msg = ev.get("message") or {}
             self._usage = parse_usage(msg.get("usage"))
-            return [StreamStart(id=msg.get("id") or new_id("msg_"), model=msg.get("model") or "")]
+            return [StreamStart(id=msg.get("id") or new_id("msg_"), model=msg.get("model") or "",
+                                usage=self._usage if msg.get("usage") else None)]
         if kind == "message_delta":
             d = ev.get("delta") or {}
             if d.get("stop_reason"):
@@ -134,11 +135,15 @@ class StreamWriter:
         include_usage: bool = False,
         keep_signatures: bool = True,
         client_tools: dict[str, Tool] | None = None,
+        input_tokens: int = 0,
     ) -> None:
+        """``input_tokens``: the prompt's size as estimated before the provider says (message_start
+        carries it, as Anthropic's API does; message_delta then gives the provider's count)."""
         self.model = model
         self.keep_signatures = keep_signatures
         self._origin = ""  # the model the upstream says answered (StreamStart)
         self._pending: dict[int, str] = {}  # thinking text waiting for its signature
+        self.input_tokens = input_tokens
         self._started = False
         self._done = False
         self._blocks: dict[int, int] = {}  # canonical index -> block index
@@ -147,8 +152,12 @@ class StreamWriter:
         self.usage: Usage | None = None
         self.stop_reason: StopReason | None = None
 
-    def _start(self, rid: str | None = None) -> bytes:
+    def _start(self, rid: str | None = None, usage: Usage | None = None) -> bytes:
         self._started = True
+        if usage is not None and usage.input_tokens > 0:
+            start_usage = {**render_usage(usage), "output_tokens": 0}
+        else:
+            start_usage = {"input_tokens": self.input_tokens, "output_tokens": 0}
         msg: dict[str, Any] = {
             "id": message_id(rid or ""),
             "type": "message",
@@ -157,7 +166,7 @@ class StreamWriter:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": start_usage,
         }
         return sse.json_frame({"type": "message_start", "message": msg}, "message_start")
 
@@ -186,7 +195,7 @@ class StreamWriter:
             return b""
         if isinstance(ev, StreamStart):
             self._origin = ev.model or self._origin
-            return b"" if self._started else self._start(ev.id)
+            return b"" if self._started else self._start(ev.id, ev.usage)
         if isinstance(ev, StreamError):
             self._done = True
             self.stop_reason = "error"

@@ -69,11 +69,13 @@ class StreamParser:
             return [StreamError(str(err.get("message") or "upstream error"),
                                 status=code if isinstance(code, int) else 500)]  # fmt: skip
         out: list[StreamEvent] = []
-        if not self._started:
-            self._started = True
-            out.append(StreamStart(id=chunk.get("responseId") or new_id(""), model=chunk.get("modelVersion") or ""))
         if chunk.get("usageMetadata") is not None:
             self._usage = parse_usage(chunk["usageMetadata"])  # running totals; the last chunk's are final
+        if not self._started:
+            self._started = True
+            start_usage = self._usage if chunk.get("usageMetadata") is not None else None
+            out.append(StreamStart(id=chunk.get("responseId") or new_id(""), model=chunk.get("modelVersion") or "",
+                                   usage=start_usage))
         candidates = chunk.get("candidates")
         first = candidates[0] if isinstance(candidates, list) and candidates else None
         if not isinstance(first, dict):

@@ -67,7 +67,7 @@ def parse_response(body: dict[str, Any]) -> CanonicalResponse:
 def response_object(
     rid: str, model: str, status: str, output: list[dict[str, Any]], usage: Usage | None, created: int
 ) -> dict[str, Any]:
-    return {
+    obj: dict[str, Any] = {
         "id": rid,
         "object": "response",
         "created_at": created,
@@ -85,8 +85,11 @@ def response_object(
         "top_p": None,
         "metadata": {},
         "text": {"format": {"type": "text"}},
-        "usage": render_usage(usage) if usage is not None else None,
     }
+    # Usage is absent until known (response.created, in_progress, failed): the spec has no null usage.
+    if usage is not None:
+        obj["usage"] = render_usage(usage)
+    return obj
 
 
 def status_for(stop: StopReason) -> tuple[str, dict[str, Any] | None]:

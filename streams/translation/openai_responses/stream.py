@@ -373,7 +373,8 @@ class StreamWriter:
         elif kind == "function_call":
             done = {**item, "arguments": acc, "status": "completed"}
             out = self._ev(
-                "response.function_call_arguments.done", {"item_id": item["id"], "output_index": oi, "arguments": acc}
+                "response.function_call_arguments.done",
+                {"item_id": item["id"], "output_index": oi, "name": item["name"], "arguments": acc},
             )
         else:
             done = reasoning_item(item["id"], acc, st[4])
