@@ -207,3 +207,16 @@ def test_openai_prompt_cache_key_repeated() -> None:
     assert cache.openai("m", "sess-1", 3000) == 0
     assert cache.openai("m", "sess-1", 3500) == 2944  # the previous prompt, in 128-token blocks
     assert cache.openai("m", None, 3500) == 0
+
+
+def test_openai_caches_long_prompts_without_being_asked() -> None:
+    """As the API does: a prompt of 1,024+ tokens whose start was seen before reads the cache, keyless."""
+    cache = PromptCache()
+    system = b'{"model":"m","messages":[{"role":"system","content":"' + b"conventions " * 600
+    first, second = system + b'turn one"}]}', system + b'turn one"},{"role":"user","content":"two"}]}'
+    assert cache.openai("m", None, 2000, first) == 0
+    assert cache.openai("m", None, 2100, second) == 1920
+    assert cache.openai("other", None, 2100, second) == 0  # each model its own cache
+    short = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    assert cache.openai("m", None, 20, short) == 0
+    assert cache.openai("m", None, 20, short) == 0  # below the minimum nothing is cached

@@ -6,8 +6,10 @@ request. Prompt caching follows each provider's observable behaviour:
 - Anthropic: prefixes ending at a ``cache_control`` breakpoint (order tools -> system -> messages) are
   written to the cache the first time (``cache_creation_input_tokens``) and read afterwards
   (``cache_read_input_tokens``); a request reads the longest breakpoint prefix seen before.
-- OpenAI: a repeated ``prompt_cache_key`` reports the shared prefix of the previous request with that
-  key as ``cached_tokens`` (rounded down to 128-token blocks, as the API does).
+- OpenAI: caching is automatic for prompts of 1,024 tokens or more: a request whose first 1,024 tokens
+  were seen before (or that repeats a ``prompt_cache_key``, which the API uses to route requests with a
+  shared prefix together) reports the shared prefix of the previous such request as ``cached_tokens``
+  (rounded down to 128-token blocks, as the API does).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import msgspec
 
 _CACHE_ENTRIES = 10_000
+_OPENAI_MIN_PREFIX_TOKENS = 1024  # OpenAI caches prompts of at least this many tokens
 _encode = msgspec.json.Encoder().encode
 
 
@@ -79,11 +82,16 @@ class PromptCache:
             self._anthropic.put(digest, tokens)
         return read, last - read
 
-    def openai(self, model: str, cache_key: str | None, input_tokens: int) -> int:
-        """Cached tokens of an OpenAI request carrying ``prompt_cache_key``."""
-        if not cache_key:
+    def openai(self, model: str, cache_key: str | None, input_tokens: int, raw: bytes = b"") -> int:
+        """Cached tokens of an OpenAI request: by its ``prompt_cache_key``, else by its first 1,024
+        tokens (``raw``, the body as sent), as the API caches without being asked."""
+        if cache_key:
+            key: bytes | str = f"{model}\x00{cache_key}"
+        elif input_tokens >= _OPENAI_MIN_PREFIX_TOKENS and raw:
+            key = hashlib.blake2b(model.encode() + b"\x00" + raw[:_OPENAI_MIN_PREFIX_TOKENS * 4],
+                                  digest_size=16).digest()
+        else:
             return 0
-        key = f"{model}\x00{cache_key}"
         previous = self._openai.get(key)
         self._openai.put(key, input_tokens)
         if previous is None:

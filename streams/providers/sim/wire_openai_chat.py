@@ -87,7 +87,7 @@ def parse(body: dict[str, Any]) -> SimRequest:
 
 def usage(body: dict[str, Any], raw: bytes, plan: Plan, cache: PromptCache) -> Usage:
     input_tokens = estimate_tokens(len(raw))
-    cached = cache.openai(str(body.get("model")), body.get("prompt_cache_key"), input_tokens)
+    cached = cache.openai(str(body.get("model")), body.get("prompt_cache_key"), input_tokens, raw)
     return Usage(input_tokens, plan.output_tokens, cache_read=cached)
 
 
