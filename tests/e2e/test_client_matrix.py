@@ -1,0 +1,230 @@
+"""The client matrix: real SDKs and agent CLIs, at pinned versions, through one ``weave-router up`` on
+the embedded default (simulated providers, no keys), each configured the way the README tells a user.
+
+For every client: (a) a plain prompt gets the simulator's answer ("Looking at <the prompt's last
+words>.") and no tool runs; (b) a streamed answer arrives as SSE (the simulator counts the streamed
+requests it got; the SDK sees several text deltas); (c) a tool round trip whose effect is checked: an
+SDK's function tool is executed and the answer after it is the simulator's "Done: checked the tool
+output." (said only when the request ends in a tool result); an agent CLI edits a file on disk (the
+simulator scripted with ``x-sim-script``).
+
+Tests of this module share one service and run one after another (pytest-xdist ``--dist loadfile``),
+so the simulator's counters before and after a test tell what that test sent. ``-s`` prints the matrix.
+The clients are installed by ``./dev test`` (package.json, the ``e2e`` extra, .venv-aider): a missing
+client fails its tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _service import child_env, running_up
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = Path(__file__).resolve().parent / "clients"
+NODE_BIN = ROOT / "node_modules" / ".bin"
+AIDER = ROOT / ".venv-aider" / "bin" / "aider"
+START_TIMEOUT_S = 90
+RUN_TIMEOUT_S = 120
+PLAIN_PROMPT = "Say hello to the matrix."
+PLAIN_ANSWER = "Looking at hello the matrix."  # the simulator's lead: the prompt's last three words
+TOOL_PROMPT = "What is the weather in Paris? Use the weather tool."
+FINAL_ANSWER = "Done: checked the tool output."
+MODEL = "router/auto"
+
+
+def _version(package: str) -> str:
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    return str(lock["packages"][f"node_modules/{package}"]["version"])
+
+
+# -- the matrix printed at the end of the module (-s) ----------------------------------------------------
+_MATRIX: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _record(client: str, version: str, column: str) -> None:
+    _MATRIX.setdefault((client, version), {})[column] = "ok"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_matrix() -> Iterator[None]:
+    yield
+    if not _MATRIX:
+        return
+    columns = ("plain", "stream", "tools")
+    rows = [(c, v, *(cells.get(k, "-") for k in columns)) for (c, v), cells in sorted(_MATRIX.items())]
+    head = ("client", "version", *columns)
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    print("\n" + "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]))
+
+
+# -- the service --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Service:
+    url: str
+    sim_url: str
+    log: Path
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running_up(tmp_path_factory.mktemp("weave-matrix"), START_TIMEOUT_S) as (url, log):
+        detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
+        sim = re.search(r"http://[\d.]+:\d+", detail)
+        assert sim, f"no simulator URL in /health: {detail!r}"
+        yield Service(url, sim.group(0), log)
+
+
+class SimCounts:
+    """The simulator's request and stream counters before a client runs; ``added`` gives what it sent."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.before = _get_json(f"{service.sim_url}/sim/stats")
+
+    def added(self) -> tuple[int, int]:
+        """(requests, streamed requests) since the snapshot."""
+        now = _get_json(f"{self.service.sim_url}/sim/stats")
+        return now["total"] - self.before["total"], now["streams"] - self.before["streams"]
+
+
+def _run(args: list[str], service: Service, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(args, cwd=cwd or ROOT, env=env or child_env(), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
+    log = service.log.read_text()[-3000:]
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}\nservice log:\n{log}"
+    )
+    return proc.stdout
+
+
+# -- Vercel AI SDK (node) -------------------------------------------------------------------------------------
+AI_SDK = [
+    pytest.param("openai-chat", "@ai-sdk/openai", id="openai.chat"),
+    pytest.param("openai-responses", "@ai-sdk/openai", id="openai.responses"),
+    pytest.param("anthropic", "@ai-sdk/anthropic", id="anthropic"),
+]
+
+
+def _ai_sdk(service: Service, flavour: str, mode: str, prompt: str) -> dict[str, Any]:
+    out = _run(["node", str(CLIENTS / "ai_sdk.mjs"), flavour, mode, service.url, MODEL, prompt], service)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _ai_sdk_name(flavour: str, package: str) -> tuple[str, str]:
+    call = {"openai-chat": "openai.chat", "openai-responses": "openai.responses", "anthropic": "anthropic"}
+    return f"ai-sdk {call[flavour]}", f"ai {_version('ai')}, {package} {_version(package)}"
+
+
+@pytest.mark.parametrize(("flavour", "package"), AI_SDK)
+def test_ai_sdk_plain(service: Service, flavour: str, package: str) -> None:
+    counts = SimCounts(service)
+    result = _ai_sdk(service, flavour, "plain", PLAIN_PROMPT)
+    assert result["text"].startswith(PLAIN_ANSWER), result
+    assert result["toolCalls"] == [] and result["executed"] == [] and result["steps"] == 1, result
+    assert counts.added() == (1, 0)
+    _record(*_ai_sdk_name(flavour, package), "plain")
+
+
+@pytest.mark.parametrize(("flavour", "package"), AI_SDK)
+def test_ai_sdk_stream(service: Service, flavour: str, package: str) -> None:
+    counts = SimCounts(service)
+    result = _ai_sdk(service, flavour, "stream", PLAIN_PROMPT)
+    assert result["text"].startswith(PLAIN_ANSWER), result
+    assert result["chunks"] > 5 and result["toolCalls"] == [], result  # deltas, not one block
+    assert counts.added() == (1, 1)
+    _record(*_ai_sdk_name(flavour, package), "stream")
+
+
+@pytest.mark.parametrize(("flavour", "package"), AI_SDK)
+def test_ai_sdk_tool_round_trip(service: Service, flavour: str, package: str) -> None:
+    counts = SimCounts(service)
+    result = _ai_sdk(service, flavour, "tools", TOOL_PROMPT)
+    assert result["toolCalls"] == ["get_weather"] and len(result["executed"]) == 1, result
+    assert result["steps"] == 2 and result["text"].startswith(FINAL_ANSWER), result
+    assert counts.added() == (2, 0)
+    _record(*_ai_sdk_name(flavour, package), "tools")
+
+
+# -- aider (its own venv) --------------------------------------------------------------------------------------
+AIDER_EDIT = "hello.py\n```python\n<<<<<<< SEARCH\nprint('hello')\n=======\nprint('bye')\n>>>>>>> REPLACE\n```\n"
+
+
+def _aider(
+    service: Service, tmp_path: Path, prompt: str, *args: str, script: dict[str, Any] | None = None
+) -> tuple[str, Path]:
+    """aider on the README's recipe (``--model openai/router/auto --openai-api-base <gateway>/v1``), one
+    ``--message`` and exit; ``script`` travels as a header from a model settings file."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (work / "hello.py").write_text("print('hello')\n")
+    settings: list[dict[str, Any]] = [{"name": f"openai/{MODEL}", "edit_format": "diff"}]
+    if script is not None:
+        settings[0]["extra_params"] = {"extra_headers": {"x-sim-script": json.dumps(script)}}
+    (work / "models.yml").write_text(json.dumps(settings))  # JSON is YAML
+    env = {**child_env(), "HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = _run([str(AIDER), "--model", f"openai/{MODEL}", "--openai-api-base", f"{service.url}/v1",
+                "--openai-api-key", "x", "--model-settings-file", "models.yml", "--yes-always", "--no-git",
+                "--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-show-model-warnings",
+                "--no-pretty", "--no-fancy-input", *args, "--message", prompt, "hello.py"],
+               service, cwd=work, env=env)  # fmt: skip
+    return out, work
+
+
+def _aider_version() -> tuple[str, str]:
+    proc = subprocess.run([str(AIDER), "--version"], capture_output=True, text=True, timeout=60, check=True)
+    return "aider", proc.stdout.split()[-1]
+
+
+# aider appends its own reminder to the user's message: the simulator's lead quotes that, not the prompt.
+AIDER_ANSWER = re.compile(r"^Looking at \w.*\.", re.M)
+
+
+def test_aider_plain(service: Service, tmp_path: Path) -> None:
+    counts = SimCounts(service)
+    out, work = _aider(service, tmp_path, PLAIN_PROMPT, "--no-stream")
+    assert AIDER_ANSWER.search(out), out
+    assert "Applied edit" not in out and (work / "hello.py").read_text() == "print('hello')\n"
+    assert counts.added() == (1, 0)
+    _record(*_aider_version(), "plain")
+
+
+def test_aider_stream(service: Service, tmp_path: Path) -> None:
+    counts = SimCounts(service)
+    out, work = _aider(service, tmp_path, PLAIN_PROMPT, "--stream")
+    assert AIDER_ANSWER.search(out), out
+    assert (work / "hello.py").read_text() == "print('hello')\n"
+    assert counts.added() == (1, 1)
+    _record(*_aider_version(), "stream")
+
+
+def test_aider_edits_the_file(service: Service, tmp_path: Path) -> None:
+    """aider edits in text (SEARCH/REPLACE blocks), not with tools: the scripted reply is one."""
+    counts = SimCounts(service)
+    out, work = _aider(service, tmp_path, "Change hello.py so that it prints bye.", script={"text": AIDER_EDIT})
+    assert "Applied edit to hello.py" in out, out
+    assert (work / "hello.py").read_text() == "print('bye')\n"
+    assert counts.added()[0] == 1
+    _record(*_aider_version(), "tools")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-s"]))
