@@ -163,6 +163,174 @@ def test_ai_sdk_tool_round_trip(service: Service, flavour: str, package: str) ->
     _record(*_ai_sdk_name(flavour, package), "tools")
 
 
+# -- Python SDKs (the e2e extra), in process ----------------------------------------------------------------
+def _dist(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def _weather_log() -> tuple[list[str], Any]:
+    """A function tool as an application writes it, and the list of cities it was run for."""
+    seen: list[str] = []
+
+    def get_weather(city: str) -> str:
+        """Get the current weather for a city."""
+        seen.append(city)
+        return f"{city}: 21 C, sunny"
+
+    return seen, get_weather
+
+
+AGENTS_MODELS = [pytest.param("responses", id="responses"), pytest.param("chat", id="chat-completions")]
+
+
+def _agents_agent(service: Service, api: str) -> tuple[Any, list[str]]:
+    from agents import Agent, OpenAIChatCompletionsModel, OpenAIResponsesModel, function_tool, set_tracing_disabled
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)  # the SDK's own trace export goes to OpenAI
+    client = AsyncOpenAI(base_url=f"{service.url}/v1", api_key="x")
+    model_cls = OpenAIResponsesModel if api == "responses" else OpenAIChatCompletionsModel
+    seen, get_weather = _weather_log()
+    agent = Agent(name="assistant", instructions="Answer briefly.", model=model_cls(model=MODEL, openai_client=client),
+                  tools=[function_tool(get_weather)])  # fmt: skip
+    return agent, seen
+
+
+@pytest.mark.parametrize("api", AGENTS_MODELS)
+async def test_openai_agents(service: Service, api: str) -> None:
+    from agents import Runner
+
+    name = (f"openai-agents ({api})", _dist("openai-agents"))
+    agent, seen = _agents_agent(service, api)
+    counts = SimCounts(service)
+    result = await Runner.run(agent, PLAIN_PROMPT)
+    assert str(result.final_output).startswith(PLAIN_ANSWER), result.final_output
+    assert seen == [] and counts.added() == (1, 0)
+    _record(*name, "plain")
+
+    counts = SimCounts(service)
+    streamed = Runner.run_streamed(agent, PLAIN_PROMPT)
+    deltas = [e.data.delta async for e in streamed.stream_events()
+              if e.type == "raw_response_event" and e.data.type == "response.output_text.delta"]  # fmt: skip
+    assert len(deltas) > 5 and "".join(deltas).startswith(PLAIN_ANSWER), deltas
+    assert counts.added() == (1, 1)
+    _record(*name, "stream")
+
+    counts = SimCounts(service)
+    result = await Runner.run(agent, TOOL_PROMPT)
+    assert len(seen) == 1, seen
+    assert str(result.final_output).startswith(FINAL_ANSWER), result.final_output
+    assert counts.added() == (2, 0)
+    _record(*name, "tools")
+
+
+LANGCHAIN = [
+    pytest.param("chat", id="langchain-openai-chat"),
+    pytest.param("responses", id="langchain-openai-responses"),
+    pytest.param("anthropic", id="langchain-anthropic"),
+]
+
+
+def _langchain_model(service: Service, flavour: str) -> tuple[Any, tuple[str, str]]:
+    if flavour == "anthropic":
+        from langchain_anthropic import ChatAnthropic
+
+        llm: Any = ChatAnthropic(model=MODEL, base_url=service.url, api_key="x")  # type: ignore[call-arg]
+        return llm, ("langchain-anthropic", _dist("langchain-anthropic"))
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model=MODEL, base_url=f"{service.url}/v1", api_key="x",  # type: ignore[arg-type]
+                     use_responses_api=flavour == "responses")  # fmt: skip
+    return llm, (f"langchain-openai ({flavour})", _dist("langchain-openai"))
+
+
+@pytest.mark.parametrize("flavour", LANGCHAIN)
+def test_langchain(service: Service, flavour: str) -> None:
+    from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+
+    llm, name = _langchain_model(service, flavour)
+    seen, get_weather = _weather_log()
+    weather = tool(get_weather)
+
+    counts = SimCounts(service)
+    answer = llm.bind_tools([weather]).invoke(PLAIN_PROMPT)
+    assert answer.text.startswith(PLAIN_ANSWER) and answer.tool_calls == [], answer
+    assert counts.added() == (1, 0)
+    _record(*name, "plain")
+
+    counts = SimCounts(service)
+    chunks = [c.text for c in llm.stream(PLAIN_PROMPT)]
+    assert len([c for c in chunks if c]) > 5 and "".join(chunks).startswith(PLAIN_ANSWER), chunks
+    assert counts.added() == (1, 1)
+    _record(*name, "stream")
+
+    # The tool loop as LangChain's docs write it: call, run the tool, send a ToolMessage back.
+    counts = SimCounts(service)
+    bound = llm.bind_tools([weather])
+    messages: list[BaseMessage] = [HumanMessage(TOOL_PROMPT)]
+    call = bound.invoke(messages)
+    assert [c["name"] for c in call.tool_calls] == ["get_weather"], call
+    messages.append(call)
+    messages += [ToolMessage(weather.invoke(c["args"]), tool_call_id=c["id"]) for c in call.tool_calls]
+    final = bound.invoke(messages)
+    assert len(seen) == 1 and final.text.startswith(FINAL_ANSWER), final
+    assert counts.added() == (2, 0)
+    _record(*name, "tools")
+
+
+PYDANTIC_AI = [
+    pytest.param("openai-chat", id="openai-chat"),
+    pytest.param("openai-responses", id="openai-responses"),
+    pytest.param("anthropic", id="anthropic"),
+]
+
+
+def _pydantic_ai_model(service: Service, flavour: str) -> Any:
+    if flavour == "anthropic":
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        return AnthropicModel(MODEL, provider=AnthropicProvider(base_url=service.url, api_key="x"))
+    from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider(base_url=f"{service.url}/v1", api_key="x")
+    if flavour == "openai-chat":
+        return OpenAIChatModel(MODEL, provider=provider)
+    return OpenAIResponsesModel(MODEL, provider=provider)
+
+
+@pytest.mark.parametrize("flavour", PYDANTIC_AI)
+async def test_pydantic_ai(service: Service, flavour: str) -> None:
+    from pydantic_ai import Agent
+
+    name = (f"pydantic-ai ({flavour})", _dist("pydantic-ai-slim"))
+    seen, get_weather = _weather_log()
+    agent = Agent(_pydantic_ai_model(service, flavour), tools=[get_weather])
+
+    counts = SimCounts(service)
+    result = await agent.run(PLAIN_PROMPT)
+    assert result.output.startswith(PLAIN_ANSWER) and seen == [], result.output
+    assert counts.added() == (1, 0)
+    _record(*name, "plain")
+
+    counts = SimCounts(service)
+    async with agent.run_stream(PLAIN_PROMPT) as run:
+        deltas = [d async for d in run.stream_text(delta=True, debounce_by=None)]
+    assert len(deltas) > 5 and "".join(deltas).startswith(PLAIN_ANSWER), deltas
+    assert counts.added() == (1, 1)
+    _record(*name, "stream")
+
+    counts = SimCounts(service)
+    result = await agent.run(TOOL_PROMPT)
+    assert len(seen) == 1 and result.output.startswith(FINAL_ANSWER), result.output
+    assert counts.added() == (2, 0)
+    _record(*name, "tools")
+
+
 # -- aider (its own venv) --------------------------------------------------------------------------------------
 AIDER_EDIT = "hello.py\n```python\n<<<<<<< SEARCH\nprint('hello')\n=======\nprint('bye')\n>>>>>>> REPLACE\n```\n"
 
