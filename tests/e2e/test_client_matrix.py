@@ -106,7 +106,9 @@ class SimCounts:
 
 
 def _run(args: list[str], service: Service, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(args, cwd=cwd or ROOT, env=env or child_env(), stdin=subprocess.DEVNULL,
+    cwd = cwd or ROOT
+    env = {**(env or child_env()), "PWD": str(cwd)}  # opencode finds its project (and opencode.json) by $PWD
+    proc = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
     log = service.log.read_text()[-3000:]
     assert proc.returncode == 0, (
@@ -392,6 +394,118 @@ def test_aider_edits_the_file(service: Service, tmp_path: Path) -> None:
     assert (work / "hello.py").read_text() == "print('bye')\n"
     assert counts.added()[0] == 1
     _record(*_aider_version(), "tools")
+
+
+# -- opencode (npm) -------------------------------------------------------------------------------------------
+EDIT_SCRIPT = {"edit": {"path": "hello.py", "old": "print('hello')", "new": "print('bye')"}}
+
+
+def _opencode(
+    service: Service, tmp_path: Path, prompt: str, script: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], Path]:
+    """``opencode run`` with the README's opencode.json (an OpenAI-compatible provider on the gateway)."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    (work / "hello.py").write_text("print('hello')\n")
+    options: dict[str, Any] = {"baseURL": f"{service.url}/v1", "apiKey": "x"}
+    if script is not None:
+        options["headers"] = {"x-sim-script": json.dumps(script)}
+    config = {
+        "$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
+        "provider": {"weave": {"npm": "@ai-sdk/openai-compatible", "name": "Weave Router", "options": options,
+                               "models": {MODEL: {"name": MODEL}}}},
+        "model": f"weave/{MODEL}", "small_model": f"weave/{MODEL}",
+    }  # fmt: skip
+    (work / "opencode.json").write_text(json.dumps(config))
+    env = {**child_env(), "HOME": str(home), "OPENCODE_DISABLE_AUTOUPDATE": "1"}
+    out = _run([str(NODE_BIN / "opencode"), "run", "--format", "json", prompt], service, cwd=work, env=env)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")], work
+
+
+def _opencode_name() -> tuple[str, str]:
+    return "opencode", _version("opencode-ai")
+
+
+def test_opencode_plain_prompt_streamed(service: Service, tmp_path: Path) -> None:
+    """opencode always streams: the plain answer's requests all came as SSE."""
+    counts = SimCounts(service)
+    events, work = _opencode(service, tmp_path, PLAIN_PROMPT)
+    texts = [e["part"]["text"] for e in events if e.get("type") == "text"]
+    assert texts and texts[-1].startswith(PLAIN_ANSWER), events
+    assert not [e for e in events if e.get("type") == "tool_use"], events
+    assert (work / "hello.py").read_text() == "print('hello')\n"
+    requests, streams = counts.added()
+    assert requests >= 1 and streams == requests, (requests, streams)
+    _record(*_opencode_name(), "plain")
+    _record(*_opencode_name(), "stream")
+
+
+def test_opencode_edits_the_file(service: Service, tmp_path: Path) -> None:
+    events, work = _opencode(service, tmp_path, "Change hello.py so that it prints bye.", EDIT_SCRIPT)
+    tools = [e["part"] for e in events if e.get("type") == "tool_use"]
+    assert [(t["tool"], t["state"]["status"]) for t in tools] == [("edit", "completed")], tools
+    assert (work / "hello.py").read_text() == "print('bye')\n"
+    texts = [e["part"]["text"] for e in events if e.get("type") == "text"]
+    assert texts and texts[-1].startswith(FINAL_ANSWER), events
+    _record(*_opencode_name(), "tools")
+
+
+# -- qwen-code (npm) -------------------------------------------------------------------------------------------
+def _qwen(service: Service, tmp_path: Path, prompt: str, edit: bool = False) -> tuple[dict[str, Any], list[Any], Path]:
+    """``qwen -p`` headless with the README's settings.json: an ``openai`` model provider on the gateway."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".qwen").mkdir(parents=True)
+    work.mkdir()
+    (work / "hello.py").write_text("print('hello')\n")
+    provider: dict[str, Any] = {
+        "id": MODEL,
+        "name": "Weave Router",
+        "envKey": "WEAVE_KEY",
+        "baseUrl": f"{service.url}/v1",
+    }
+    if edit:
+        # qwen-code's file tools want an absolute path, and its edit tool a read of the file first (two
+        # model turns, one script can't say both): the scripted edit writes a new file (write_file).
+        script = {"edit": {"path": str(work / "bye.py"), "new": "print('bye')"}}
+        provider["generationConfig"] = {"customHeaders": {"x-sim-script": json.dumps(script)}}
+    settings = {"security": {"auth": {"selectedType": "openai"}}, "model": {"name": MODEL},
+                "telemetry": {"enabled": False}, "privacy": {"usageStatisticsEnabled": False},
+                "modelProviders": {"openai": [provider]}}  # fmt: skip
+    (home / ".qwen" / "settings.json").write_text(json.dumps(settings))
+    env = {**child_env(), "HOME": str(home), "WEAVE_KEY": "x"}
+    out = _run([str(NODE_BIN / "qwen"), "-p", prompt, "--output-format", "json", "--yolo"], service, cwd=work, env=env)
+    messages = json.loads(out)
+    result = next(m for m in messages if m.get("type") == "result")
+    return result, messages, work
+
+
+def _qwen_name() -> tuple[str, str]:
+    return "qwen-code", _version("@qwen-code/qwen-code")
+
+
+def test_qwen_code_plain_prompt_streamed(service: Service, tmp_path: Path) -> None:
+    counts = SimCounts(service)
+    result, messages, work = _qwen(service, tmp_path, PLAIN_PROMPT)
+    assert result["is_error"] is False and result["result"].startswith(PLAIN_ANSWER), result
+    # (qwen-code counts a read_file of its own at start, not the model's: the transcript has no tool call)
+    blocks = [b for m in messages if m.get("type") == "assistant" for b in m["message"]["content"]]
+    assert blocks and all(b["type"] == "text" for b in blocks), blocks
+    assert (work / "hello.py").read_text() == "print('hello')\n"
+    requests, streams = counts.added()
+    assert requests >= 1 and streams == requests, (requests, streams)
+    _record(*_qwen_name(), "plain")
+    _record(*_qwen_name(), "stream")
+
+
+def test_qwen_code_edits_the_file(service: Service, tmp_path: Path) -> None:
+    result, messages, work = _qwen(service, tmp_path, "Create a file bye.py that prints bye.", edit=True)
+    transcript = json.dumps([m.get("message") for m in messages])[-3000:]
+    assert (work / "bye.py").exists() and (work / "bye.py").read_text().strip() == "print('bye')", transcript
+    tools = result["stats"]["tools"]
+    assert tools["totalSuccess"] == 1 and tools["totalFail"] == 0, tools
+    assert result["result"].startswith(FINAL_ANSWER), result
+    _record(*_qwen_name(), "tools")
 
 
 if __name__ == "__main__":  # pragma: no cover
