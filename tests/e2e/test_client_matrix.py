@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -239,11 +238,11 @@ def _langchain_model(service: Service, flavour: str) -> tuple[Any, tuple[str, st
     if flavour == "anthropic":
         from langchain_anthropic import ChatAnthropic
 
-        llm: Any = ChatAnthropic(model=MODEL, base_url=service.url, api_key="x")  # type: ignore[call-arg]
+        llm: Any = ChatAnthropic(model=MODEL, base_url=service.url, api_key="x")
         return llm, ("langchain-anthropic", _dist("langchain-anthropic"))
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(model=MODEL, base_url=f"{service.url}/v1", api_key="x",  # type: ignore[arg-type]
+    llm = ChatOpenAI(model=MODEL, base_url=f"{service.url}/v1", api_key="x",
                      use_responses_api=flavour == "responses")  # fmt: skip
     return llm, (f"langchain-openai ({flavour})", _dist("langchain-openai"))
 
@@ -506,7 +505,3 @@ def test_qwen_code_edits_the_file(service: Service, tmp_path: Path) -> None:
     assert tools["totalSuccess"] == 1 and tools["totalFail"] == 0, tools
     assert result["result"].startswith(FINAL_ANSWER), result
     _record(*_qwen_name(), "tools")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-s"]))
