@@ -124,6 +124,10 @@ def test_scripted_edit_for_each_kind_of_edit_tool(tmp_path: Path) -> None:
     shell = _plan("hi", [SHELL], script).tool_calls[0]
     subprocess.run(shlex.split(json.loads(shell.arguments)["cmd"]), cwd=tmp_path, check=True)
     assert (tmp_path / "hello.py").read_text() == "print('bye')\n"
+    names = ("filePath", "oldString", "newString")  # opencode's edit tool
+    camel = ToolSpec("edit", {"type": "object", "properties": {n: {"type": "string"} for n in names}, "required": list(names)})
+    opencode = _plan("hi", [camel], script).tool_calls[0]
+    assert json.loads(opencode.arguments) == {"filePath": "hello.py", "oldString": "print('hello')", "newString": "print('bye')"}
 
 
 def test_shell_commands_create_and_append(tmp_path: Path) -> None:

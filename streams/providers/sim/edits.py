@@ -61,6 +61,7 @@ def argument_hints(edit: Edit) -> dict[str, str]:
     """Values for the usual argument names of schema edit tools."""
     hints = {"path": edit.path, "content": edit.new, "new_string": edit.new, "new_str": edit.new}
     hints["file_text"] = edit.new
+    hints["newstring"] = edit.new  # opencode's edit tool: ``oldString``/``newString`` (names are lowercased)
     if edit.old:
-        hints["old_string"] = hints["old_str"] = edit.old
+        hints["old_string"] = hints["old_str"] = hints["oldstring"] = edit.old
     return hints
