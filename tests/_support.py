@@ -1,14 +1,26 @@
-"""Helpers the test folders share: a service run in a background event loop, SSE frames."""
+"""Helpers the test folders share: a service run in a background event loop, SSE frames, and what a
+test does when something it needs is not installed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+import pytest
 
 T = TypeVar("T")
+
+
+def missing(why: str) -> NoReturn:
+    """Something a test needs is not there: in CI a failure (``./dev test`` installs everything and CI
+    lays ``../shared`` beside the checkout), elsewhere a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 @contextlib.contextmanager

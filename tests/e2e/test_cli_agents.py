@@ -15,7 +15,7 @@ What a user would see is what is checked: the CLI exits 0, reports the simulator
 marker file exists (the tool really ran), the gateway's /metrics count the requests on the intended
 model and provider, and the simulator's /sim/stats saw them in the provider's dialect.
 
-The CLIs come from ``npm ci`` (package.json; ``./dev test`` runs it); without them the tests skip.
+The CLIs come from ``npm ci`` (package.json; ``./dev test`` runs it); without them the tests skip, and fail in CI.
 Only loopback is used: the service runs on the embedded default (simulated providers, no keys).
 """
 
@@ -35,6 +35,8 @@ from typing import Any
 import pytest
 import yaml
 from _service import DEFAULT_CONFIG, child_env, running_up
+
+from tests._support import missing
 
 pytestmark = pytest.mark.e2e
 
@@ -65,29 +67,29 @@ RESPONSES = Target("gpt-frontier-sim", "sim-responses", "openai_responses")
 GEMINI_FLASH = Target("gemini-flash-sim", "sim-gemini", "gemini")
 
 
-# -- the CLIs (the service fixture skips the module before starting when neither is installed) ----------
+# -- the CLIs --------------------------------------------------------------------------------------------
 @pytest.fixture
 def claude() -> Path:
     if not CLAUDE.exists():
-        pytest.skip(f"Claude Code is not installed at {CLAUDE} (run `npm ci` in {ROOT})")
+        missing(f"Claude Code is not installed at {CLAUDE} (run `npm ci` in {ROOT})")
     return CLAUDE
 
 
 @pytest.fixture
 def codex() -> Path:
     if not CODEX.exists():
-        pytest.skip(f"Codex is not installed at {CODEX} (run `npm ci` in {ROOT})")
+        missing(f"Codex is not installed at {CODEX} (run `npm ci` in {ROOT})")
     if shutil.which("node") is None:
-        pytest.skip("the Codex launcher (codex.js) needs node on PATH")
+        missing("the Codex launcher (codex.js) needs node on PATH")
     return CODEX
 
 
 @pytest.fixture
 def gemini() -> Path:
     if not GEMINI.exists():
-        pytest.skip(f"gemini-cli is not installed at {GEMINI} (run `npm ci` in {ROOT})")
+        missing(f"gemini-cli is not installed at {GEMINI} (run `npm ci` in {ROOT})")
     if shutil.which("node") is None:
-        pytest.skip("gemini-cli needs node on PATH")
+        missing("gemini-cli needs node on PATH")
     return GEMINI
 
 
@@ -108,7 +110,7 @@ def _get_json(url: str) -> Any:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One ``weave-router up`` (embedded broker, chDB, simulator) serving every test of the module."""
     if not (CLAUDE.exists() or CODEX.exists() or GEMINI.exists()):
-        pytest.skip(f"none of {CLAUDE}, {CODEX}, {GEMINI} is installed (run `npm ci` in {ROOT})")
+        missing(f"none of {CLAUDE}, {CODEX}, {GEMINI} is installed (run `npm ci` in {ROOT})")
     with running_up(tmp_path_factory.mktemp("weave-e2e"), START_TIMEOUT_S) as (url, log):
         detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
         sim = re.search(r"http://[\d.]+:\d+", detail)

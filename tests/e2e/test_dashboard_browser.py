@@ -34,6 +34,7 @@ from streams.analytics.preview import analytics_app, serving
 from streams.config import load_settings
 from streams.storage.clickhouse import connect
 from streams.storage.migrations import migrate
+from tests._support import missing
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ _DEMO_LINE = re.compile(
 @pytest.fixture(scope="module")
 def playwright_sync() -> Any:
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
+        missing(f"{CHROMIUM} is not installed")
     return pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from streams.providers.sim import PASS_MARKER, SimConfig, running_sim, running_sim_thread
 from streams.providers.sim.behaviour import FAIL_MARKER
+from tests._support import missing
 
 CAPTURED = Path("/work/shared/reference/captured_requests")
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -495,7 +496,7 @@ async def test_ttft_and_token_rate_are_applied() -> None:
 async def test_captured_client_requests_get_well_formed_streams(sim_url: str, name: str, calls_tool: bool) -> None:
     path = CAPTURED / name
     if not path.exists():
-        pytest.skip("captured requests not available")
+        missing("captured requests not available")
     captured = json.loads(path.read_text())
     body = captured["body"]
     async with httpx.AsyncClient(base_url=sim_url, headers={"x-api-key": "dummy"}) as http:

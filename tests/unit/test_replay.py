@@ -21,13 +21,14 @@ from streams.evaluation.replay import (
 )
 from streams.evaluation.report import main, write_plot
 from streams.routing.settings import BanditSettings
+from tests._support import missing
 from tests.conftest import shared_dir
 
 
 def _swe() -> Path:
     path = shared_dir() / "data" / "swebench_verified_dev"  # skips when the shared data is absent
     if not path.is_dir():
-        pytest.skip("swebench_verified_dev not present")
+        missing("swebench_verified_dev not present")
     return path
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
-
 from streams.routing.classifier import EmbeddingClassifier, RuleClassifier, TaskClassifier, accuracy, load_labels
 from streams.routing.embedding import EmbeddingUnavailable, HashingEmbedder, load_embedder
 from streams.routing.features import TASK_TYPES, Features
+from tests._support import missing
 
 LABELS = Path(__file__).resolve().parents[1] / "data" / "task_labels.jsonl"
 
@@ -76,7 +75,7 @@ def test_minilm_embedding_classifier_accuracy() -> None:
     try:
         embedder = load_embedder("auto")
     except EmbeddingUnavailable as exc:
-        pytest.skip(f"no packaged MiniLM installed: {exc}")
+        missing(f"no packaged MiniLM installed: {exc}")
     train, test = split()
     clf = EmbeddingClassifier(embedder).fit(train)
     acc = accuracy(clf, test)

@@ -34,6 +34,7 @@ from streams.translation.canonical import (
 from streams.translation.common import open_signature
 from streams.translation.gemini.request import with_url_target
 from streams.translation.registry import DIALECTS, get
+from tests._support import missing
 
 CAPTURED = Path("/work/shared/reference/captured_requests")
 DIALECT_OF_PATH = {
@@ -56,7 +57,7 @@ def _untrim(o: Any) -> Any:
 def captured(name: str) -> dict[str, Any]:
     path = CAPTURED / name
     if not path.is_file():
-        pytest.skip(f"{path} not present")
+        missing(f"{path} not present")
     return _untrim(json.loads(path.read_text())["body"])
 
 
@@ -159,7 +160,7 @@ def test_responses_round_trip() -> None:
 def test_captured_requests_parse_and_translate_everywhere(name: str) -> None:
     path = CAPTURED / name
     if not path.is_file():
-        pytest.skip("captured requests not present")
+        missing("captured requests not present")
     dialect = DIALECT_OF_PATH[json.loads(path.read_text())["path"]]
     body = captured(name)
     req = get(dialect).parse_request(copy.deepcopy(body))
