@@ -11,7 +11,9 @@ when the broker passes ``kafka.embedded_max_rss_mb`` and nothing it holds is sti
    request arrived on ``router.requests`` for a while (its answers are produced before its commit);
 3. the latest policy snapshot per learner is read, the broker restarted on the same port, the
    topics created, the snapshots published again (the policy topic is what followers start from);
-4. the emitter connects to the new broker and goes on, with nothing to re-send.
+4. once every group that had members has rejoined on the new broker (so each consumer starts at the new
+   log's beginning rather than at its old position), the emitter connects to the new broker and goes
+   on, with nothing to re-send.
 
 When the groups do not catch up within ``settle_s`` the emitter is released and the keeper tries
 again at the next check. A broker that exited is started again at once (the emitter then re-sends what
@@ -28,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.agents.emitter import KafkaEventSink
 from streams.agents.journal_trim import CommittedOffsets
@@ -106,8 +109,15 @@ class BrokerKeeper:
             if self.emitter is not None:
                 await self.emitter.trim_journal()  # while the old offsets still mean something
             snapshots = await self._latest(self.topics.policy)
+            active = await self._active_groups()
             await self._restart()
             await self._publish(self.topics.policy, snapshots)
+            # A consumer keeps its fetch position across the restart: fetching there before it rejoins
+            # would skip what the new log holds below it once the held events arrive. Rejoining a group
+            # the new broker has never seen resets it to the log's start, so the events wait until then.
+            if not await self._rejoined(active):
+                log.warning("consumer groups %s did not rejoin the new broker within %.0f s",
+                            sorted(active), self.settle_s)
             if self.emitter is not None:
                 await self.emitter.broker_replaced()
         self.stats.recycles += 1
@@ -153,6 +163,39 @@ class BrokerKeeper:
         finally:
             for reader in readers.values():
                 await reader.close()
+
+    async def _active_groups(self) -> set[str]:
+        """Our groups with members right now (a group nobody runs cannot rejoin)."""
+        return {g for g, members in (await self._members()).items() if members}
+
+    async def _rejoined(self, groups: set[str]) -> bool:
+        deadline = time.monotonic() + self.settle_s
+        while time.monotonic() < deadline:
+            members = await self._members()
+            if all(members.get(g) for g in groups):
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    async def _members(self) -> dict[str, int]:
+        """Members per group of ours in a stable group (0 while it forms, or when it is not known)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.broker.bootstrap_servers)
+        try:
+            async with asyncio.timeout(10.0):
+                await admin.start()
+                described = await admin.describe_consumer_groups(sorted(self.groups))
+        except Exception as exc:  # a broker still starting: nobody has joined yet
+            log.debug("describe groups: %s", exc)
+            return {}
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        out: dict[str, int] = {}
+        for response in described:
+            for entry in response.groups:  # (error_code, group, state, protocol_type, protocol, members, ...)
+                error_code, group, state, members = entry[0], entry[1], entry[2], entry[5]
+                out[group] = len(members) if error_code == 0 and state == "Stable" else 0
+        return out
 
     async def _all_committed(self, readers: Mapping[str, CommittedOffsets],
                              ends: Mapping[tuple[str, int], int]) -> bool:
