@@ -73,7 +73,7 @@ class ServingCore:
 
     def error_body(self, refusal: Refusal) -> bytes:
         return error_body(self.dialect, refusal.status, refusal.message, param=refusal.param,
-                          error_type=refusal.error_type)
+                          error_type=refusal.error_type, code=refusal.code)
 
     async def serve_whole(self, ex: Exchange) -> tuple[int, bytes]:
         """An admitted exchange answered as a whole (status, body in the caller's dialect): the same

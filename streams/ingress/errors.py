@@ -89,7 +89,8 @@ _DECODER = msgspec.json.Decoder(_ErrEnvelope)
 
 
 def error_body(
-    dialect: str, status: int, message: str, *, param: str | None = None, error_type: str | None = None
+    dialect: str, status: int, message: str, *, param: str | None = None, error_type: str | None = None,
+    code: str | None = None,
 ) -> bytes:
     if dialect == OWN:
         dialect = "openai_chat"
@@ -98,7 +99,7 @@ def error_body(
     except ValueError:  # a dialect without a codec yet (Gemini): its documented error shape
         return _ENCODER.encode({"error": {"code": status, "message": message,
                                           "status": _GRPC_STATUS.get(status, "UNKNOWN")}})
-    return _ENCODER.encode(codec.render_error(status, message, error_type=error_type, param=param))
+    return _ENCODER.encode(codec.render_error(status, message, error_type=error_type, param=param, code=code))
 
 
 async def send_error(
@@ -110,8 +111,9 @@ async def send_error(
     param: str | None = None,
     error_type: str | None = None,
     headers: RawHeaders | None = None,
+    code: str | None = None,
 ) -> None:
-    body = error_body(dialect, status, message, param=param, error_type=error_type)
+    body = error_body(dialect, status, message, param=param, error_type=error_type, code=code)
     await send_bytes(send, status, body, JSON_HEADERS + headers if headers else JSON_HEADERS)
 
 

@@ -48,6 +48,7 @@ class Refusal:
     param: str | None = None
     error_type: str | None = None
     headers: RawHeaders = field(default_factory=list)
+    code: str | None = None  # a machine-readable reason, where the dialect's error shape has one
 
 
 class Exchange:

@@ -79,7 +79,8 @@ class OpenAIResponsesCore(ServingCore):
             if stored is None:
                 return Refusal(400, f"Previous response with id '{prev}' not found (it expired, was made with "
                                     "store: false or with another key, or never existed).",
-                               param="previous_response_id", error_type="invalid_request_error")
+                               param="previous_response_id", error_type="invalid_request_error",
+                               code="previous_response_not_found")
             items = stored.input + replayable(stored.response.get("output")) + items
             changed = True
         expanded = expand_own_compactions(items)

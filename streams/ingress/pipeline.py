@@ -89,7 +89,7 @@ class DialectIngress:
 
     async def _refuse(self, send: Send, refusal: Refusal) -> None:
         await send_error(send, self.dialect, refusal.status, refusal.message, param=refusal.param,
-                         error_type=refusal.error_type, headers=refusal.headers or None)
+                         error_type=refusal.error_type, headers=refusal.headers or None, code=refusal.code)
 
     def _record_before_end(self, ex: Exchange, send: Send) -> Send:
         """``send`` that journals the trace just before the answer's last bytes leave: a client that

@@ -66,10 +66,12 @@ class RenderResponse(Protocol):
 
 
 class RenderError(Protocol):
-    """An error body in this dialect; ``error_type`` overrides the type derived from ``status``."""
+    """An error body in this dialect; ``error_type`` overrides the type derived from ``status``; ``code``
+    is a machine-readable reason where the dialect's error shape has one (OpenAI's ``code``)."""
 
     def __call__(
-        self, status: int, message: str, *, error_type: str | None = None, param: str | None = None
+        self, status: int, message: str, *, error_type: str | None = None, param: str | None = None,
+        code: str | None = None,
     ) -> dict[str, Any]: ...
 
 

@@ -328,11 +328,12 @@ def openai_error_type(status: int) -> str:
 
 
 def render_openai_error(
-    status: int, message: str, *, error_type: str | None = None, param: str | None = None
+    status: int, message: str, *, error_type: str | None = None, param: str | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     """The error body of both OpenAI APIs."""
     kind = error_type or openai_error_type(status)
-    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def parse_response_format(rf: Any, param: str) -> ResponseFormat | None:

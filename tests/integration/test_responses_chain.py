@@ -204,6 +204,7 @@ def test_unknown_id_is_an_openai_error(stack: Stack, spec: dict[str, Any]) -> No
     assert_valid(spec, "ErrorResponse", r.json())
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and err["param"] == "previous_response_id"
+    assert err["code"] == "previous_response_not_found"  # OpenAI's machine-readable reason
     assert "resp_never_made" in err["message"]
     assert len(stack.client.records) == before  # refused before any provider was called
     got = httpx.get(f"{stack.url}/v1/responses/resp_never_made")

@@ -108,7 +108,8 @@ def render_response(
 
 
 def render_error(
-    status: int, message: str, *, error_type: str | None = None, param: str | None = None
+    status: int, message: str, *, error_type: str | None = None, param: str | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     # "api_error" is the generic default of StreamError: a more precise type follows from the status.
     known = error_type in STATUS_OF_TYPE and error_type != "api_error"

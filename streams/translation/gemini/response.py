@@ -64,9 +64,10 @@ def status_name(status: int) -> str:
 
 
 def render_error(
-    status: int, message: str, *, error_type: str | None = None, param: str | None = None
+    status: int, message: str, *, error_type: str | None = None, param: str | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
-    """Google's error object; ``error_type`` and ``param`` have no place in it (the status name says
+    """Google's error object; ``error_type``, ``param`` and ``code`` have no place in it (the status name says
     what kind of error it is)."""
     return {"error": {"code": status, "message": message, "status": status_name(status)}}
 
