@@ -198,9 +198,11 @@ def test_planning_goes_frontier_and_a_trivial_edit_goes_cheaper_with_no_outcome(
         edit = {"model": "router/auto", "messages": [{"role": "user", "content": "rename variable x to count"}]}
         plans.append(tiers[_decide(router, plan, "openai_chat", {"x-router-session": f"p{i}"}).model])
         router = Router(s, bandit=bandit_for(s))
-        edits.append(tiers[_decide(router, edit, "openai_chat", {"x-router-session": f"e{i}"}).model])
+        d = _decide(router, edit, "openai_chat", {"x-router-session": f"e{i}"})
+        edits.append((tiers[d.model], d.model, d.reason))
     assert plans.count("frontier") == 20
-    assert all(t in ("cheap", "standard") for t in edits)
+    assert all(tier in ("cheap", "standard") for tier, _, _ in edits), [e for e in edits if e[0] not in
+                                                                         ("cheap", "standard")]
 
 
 def test_task_contexts_carry_the_prompt_text() -> None:
