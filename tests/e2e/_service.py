@@ -4,14 +4,18 @@ with the simulator at full speed, and a clean stop (SIGTERM, then kill)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -61,3 +65,25 @@ def running_up(tmp: Path, start_timeout_s: float) -> Iterator[tuple[str, Path]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str
+    sim_url: str
+    log: Path
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@contextlib.contextmanager
+def running_service(tmp: Path, start_timeout_s: float) -> Iterator[Service]:
+    """``running_up`` with the simulator's address read from ``/health``."""
+    with running_up(tmp, start_timeout_s) as (url, log):
+        detail = get_json(f"{url}/health")["components"]["simulator"]["detail"]
+        sim = re.search(r"http://[\d.]+:\d+", detail)
+        assert sim, f"no simulator URL in /health: {detail!r}"
+        yield Service(url, sim.group(0), log)

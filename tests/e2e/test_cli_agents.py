@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _service import DEFAULT_CONFIG, child_env, running_up
+from _service import DEFAULT_CONFIG, Service, child_env, get_json, running_service
 
 from tests._support import missing
 
@@ -94,28 +94,13 @@ def gemini() -> Path:
 
 
 # -- the service ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Service:
-    url: str
-    sim_url: str
-    log: Path
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One ``weave-router up`` (embedded broker, chDB, simulator) serving every test of the module."""
     if not (CLAUDE.exists() or CODEX.exists() or GEMINI.exists()):
         missing(f"none of {CLAUDE}, {CODEX}, {GEMINI} is installed (run `npm ci` in {ROOT})")
-    with running_up(tmp_path_factory.mktemp("weave-e2e"), START_TIMEOUT_S) as (url, log):
-        detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
-        sim = re.search(r"http://[\d.]+:\d+", detail)
-        assert sim, f"no simulator URL in /health: {detail!r}"
-        yield Service(url, sim.group(0), log)
+    with running_service(tmp_path_factory.mktemp("weave-e2e"), START_TIMEOUT_S) as service:
+        yield service
 
 
 # -- what the gateway and the simulator counted --------------------------------------------------------
@@ -139,7 +124,7 @@ def gateway_requests(service: Service) -> dict[tuple[str, str, str, str], float]
 
 def sim_requests(service: Service) -> dict[tuple[str, str], int]:
     """Requests the simulator received, by (model, dialect)."""
-    stats = _get_json(f"{service.sim_url}/sim/stats")
+    stats = get_json(f"{service.sim_url}/sim/stats")
     return {(model, dialect): n for model, per in stats["requests"].items() for dialect, n in per.items()}
 
 

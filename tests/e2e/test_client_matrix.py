@@ -19,14 +19,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _service import child_env, running_up
+from _service import Service, child_env, get_json, running_service
 
 pytestmark = pytest.mark.e2e
 
@@ -70,25 +68,10 @@ def _print_matrix() -> Iterator[None]:
 
 
 # -- the service --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Service:
-    url: str
-    sim_url: str
-    log: Path
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_up(tmp_path_factory.mktemp("weave-matrix"), START_TIMEOUT_S) as (url, log):
-        detail = _get_json(f"{url}/health")["components"]["simulator"]["detail"]
-        sim = re.search(r"http://[\d.]+:\d+", detail)
-        assert sim, f"no simulator URL in /health: {detail!r}"
-        yield Service(url, sim.group(0), log)
+    with running_service(tmp_path_factory.mktemp("weave-matrix"), START_TIMEOUT_S) as service:
+        yield service
 
 
 class SimCounts:
@@ -96,11 +79,11 @@ class SimCounts:
 
     def __init__(self, service: Service) -> None:
         self.service = service
-        self.before = _get_json(f"{service.sim_url}/sim/stats")
+        self.before = get_json(f"{service.sim_url}/sim/stats")
 
     def added(self) -> tuple[int, int]:
         """(requests, streamed requests) since the snapshot."""
-        now = _get_json(f"{self.service.sim_url}/sim/stats")
+        now = get_json(f"{self.service.sim_url}/sim/stats")
         return now["total"] - self.before["total"], now["streams"] - self.before["streams"]
 
 
