@@ -78,14 +78,9 @@ class ModelsEndpoint:
         if not gw.knows_model(model_id):
             await send_error(send, dialect, 404, f"model '{model_id}' not found", param="model")
             return
-        if headers is not None:
-            # A key scoped to some models sees only those (as a request for another would be refused).
-            check = gw.reliability.authenticate(client_key(headers))
-            denied = gw.reliability.authorize_model(check.key, model_id) if check.ok else None
-            if denied is not None:
-                await send_error(send, dialect, 403, denied.message, param=denied.param,
-                                 error_type=denied.error_type_for(dialect))
-                return
+        # A key scoped to some models sees only those (as a request for another would be refused).
+        if headers is not None and await gw.refuse_model(client_key(headers), model_id, dialect, send):
+            return
         if dialect == "anthropic_messages":
             body = _anthropic_model(model_id)
         else:
