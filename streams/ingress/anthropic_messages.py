@@ -25,7 +25,7 @@ from streams.ingress.http import (
 )
 from streams.ingress.validation import request_problem
 from streams.translation import registry
-from streams.translation.anthropic_messages import StreamWriter, rewrite_anthropic_beta
+from streams.translation.anthropic_messages import rewrite_anthropic_beta
 from streams.translation.canonical import TranslationError
 
 DIALECT = "anthropic_messages"
@@ -34,13 +34,11 @@ DIALECT = "anthropic_messages"
 class AnthropicMessagesCore(ServingCore):
     dialect = DIALECT
 
-    def stream_writer(self, ex: Exchange) -> Any:
+    def stream_options(self, ex: Exchange) -> dict[str, Any]:
         """A translated stream's message_start reports the prompt's size, as Anthropic's does (Claude
         Code reads it as the context in use): the provider's count when its stream starts with one
         (Gemini), else the body-size estimate admission uses; message_delta gives the final count."""
-        model = ex.model.name if ex.model else ex.decision.model if ex.decision else ""
-        return StreamWriter(model, include_usage=self.client_wants_usage(ex.body),
-                            input_tokens=max(1, len(ex.raw) // BYTES_PER_TOKEN), **self.render_options(ex))
+        return {**self.render_options(ex), "input_tokens": max(1, len(ex.raw) // BYTES_PER_TOKEN)}
 
     def rewrite_headers(self, headers: dict[str, str], model: ModelSettings) -> None:
         # Claude Code sends betas tuned to the model it asked for (interleaved thinking, 1M context...);

@@ -59,9 +59,14 @@ class ServingCore:
         """Extra keyword arguments of this dialect's ``render_response`` / ``StreamWriter``."""
         return {}
 
+    def stream_options(self, ex: Exchange) -> dict[str, Any]:
+        """Extra keyword arguments of this dialect's ``StreamWriter``: the render options, plus what only
+        a stream states before the answer (Anthropic's message_start)."""
+        return self.render_options(ex)
+
     def stream_writer(self, ex: Exchange) -> Any:
         model = ex.model.name if ex.model else ex.decision.model if ex.decision else ""
-        return self.codec.StreamWriter(model, include_usage=self.client_wants_usage(ex.body), **self.render_options(ex))
+        return self.codec.StreamWriter(model, include_usage=self.client_wants_usage(ex.body), **self.stream_options(ex))
 
     def rewrite_headers(self, headers: dict[str, str], model: ModelSettings) -> None:
         """Adjust the caller's forwarded headers for the model served (same-dialect path)."""
