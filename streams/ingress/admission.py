@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from streams.ingress.exchange import Exchange, Refusal
 from streams.ingress.http import parse_off_loop
-from streams.ingress.validation import choices_problem, request_problem
+from streams.ingress.validation import request_problem
 from streams.reliability.concurrency import Overloaded
 from streams.reliability.keys import VirtualKey
 from streams.routing.sessions import session_identity
@@ -40,8 +40,7 @@ async def parse_request(core: ServingCore, ex: Exchange, body: dict[str, Any]) -
         req = ex.req = await parse_off_loop(core.codec.parse_request, body, len(ex.raw))
     except TranslationError as exc:
         return ex.fail(Refusal(exc.status, exc.message, param=exc.param))
-    problem = request_problem(req, ex.dialect, core.gw.models) or choices_problem(req, core.gw.models,
-                                                                                  core.gw.providers)
+    problem = request_problem(req, ex.dialect, core.gw.models, core.gw.providers)
     if problem is not None:
         return ex.fail(Refusal(problem.status, problem.message, param=problem.param))
     return None

@@ -82,7 +82,7 @@ class CountTokensEndpoint:
         except TranslationError as exc:
             await send_error(send, DIALECT, exc.status, exc.message, param=exc.param)
             return
-        problem = request_problem(req, DIALECT, gw.models)
+        problem = request_problem(req, DIALECT, gw.models, gw.providers)
         if problem is not None:
             await send_error(send, DIALECT, problem.status, problem.message, param=problem.param)
             return

@@ -23,7 +23,7 @@ from streams.ingress.http import (
     parse_off_loop,
     send_bytes,
 )
-from streams.ingress.validation import choices_problem, request_problem
+from streams.ingress.validation import request_problem
 from streams.routing.sessions import session_identity
 from streams.translation import registry
 from streams.translation.canonical import TranslationError
@@ -76,7 +76,7 @@ class RouteEndpoint:
         except TranslationError as exc:
             await send_error(send, dialect, exc.status, exc.message, param=exc.param)
             return
-        problem = request_problem(req, dialect, gw.models) or choices_problem(req, gw.models, gw.providers)
+        problem = request_problem(req, dialect, gw.models, gw.providers)
         if problem is not None:
             await send_error(send, dialect, problem.status, problem.message, param=problem.param)
             return

@@ -33,7 +33,8 @@ def token_limit(models: Mapping[str, ModelSettings], name: str) -> int | None:
     return max((m.context_window for m in models.values()), default=None)
 
 
-def request_problem(req: CanonicalRequest, dialect: str, models: Mapping[str, ModelSettings]) -> BadRequest | None:
+def request_problem(req: CanonicalRequest, dialect: str, models: Mapping[str, ModelSettings],
+                    providers: Mapping[str, ProviderSettings]) -> BadRequest | None:
     """Why a parsed request must be refused (400 naming the field), or None."""
     if not req.model:
         return BadRequest(400, "model is required", "model")
@@ -45,7 +46,8 @@ def request_problem(req: CanonicalRequest, dialect: str, models: Mapping[str, Mo
     if len(req.messages) > MAX_MESSAGES:
         param = _MESSAGES_PARAM.get(dialect, "messages")
         return BadRequest(400, f"too many messages ({len(req.messages)}; at most {MAX_MESSAGES})", param)
-    return max_tokens_problem(req.max_tokens, token_limit(models, req.model), _MAX_TOKENS_PARAM.get(dialect, "max_tokens"))
+    return max_tokens_problem(req.max_tokens, token_limit(models, req.model),
+                              _MAX_TOKENS_PARAM.get(dialect, "max_tokens")) or choices_problem(req, models, providers)
 
 
 def choices_problem(req: CanonicalRequest, models: Mapping[str, ModelSettings],
